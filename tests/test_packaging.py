@@ -1,0 +1,36 @@
+"Packaging contracts: one dependency set, console scripts that resolve, package data present."
+import configparser, importlib, shlex
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _settings():
+    c = configparser.ConfigParser(delimiters=["="]); c.read(ROOT/"settings.ini"); return c["DEFAULT"]
+
+def _env_pip():
+    lines = (ROOT/"environment.yml").read_text().splitlines()
+    i = next(n for n, l in enumerate(lines) if l.strip() == "- pip:")
+    return [l.strip()[2:] for l in lines[i+1:] if l.strip().startswith("- ")]
+
+def test_environment_matches_settings():
+    s = _settings()
+    want = shlex.split(s["requirements"]) + shlex.split(s["dev_requirements"])
+    got = [p for p in _env_pip() if p != "-e ."]
+    assert sorted(got) == sorted(want), set(got) ^ set(want)
+    assert "-e ." in _env_pip()
+
+def test_console_scripts_resolve():
+    for line in _settings()["console_scripts"].split("\n"):
+        if not line.strip(): continue
+        name, target = line.strip().split("=")
+        mod, fn = target.split(":")
+        m = importlib.import_module(mod)
+        assert callable(getattr(m, fn)), f"{name} -> {target} is not callable"
+
+def test_sample_data_is_package_data():
+    from cutler_nb.data import sample_dataset
+    for n in ("coco_val_mini", "coco_train_mini"):
+        s = sample_dataset(n)
+        assert s.annotations.exists() and any(s.images.iterdir()) and (s.images.parent/"ATTRIBUTION.md").exists()
+    assert "recursive-include cutler_nb/assets" in (ROOT/"MANIFEST.in").read_text()
