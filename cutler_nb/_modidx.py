@@ -48,4 +48,10 @@ d = { 'settings': { 'branch': 'main',
                                 'cutler_nb.data.rle_to_mask': ('data.html#rle_to_mask', 'cutler_nb/data.py'),
                                 'cutler_nb.data.sample_dataset': ('data.html#sample_dataset', 'cutler_nb/data.py'),
                                 'cutler_nb.data.validate_coco': ('data.html#validate_coco', 'cutler_nb/data.py'),
-                                'cutler_nb.data.write_coco': ('data.html#write_coco', 'cutler_nb/data.py')}}}
+                                'cutler_nb.data.write_coco': ('data.html#write_coco', 'cutler_nb/data.py')},
+            'cutler_nb.viz': { 'cutler_nb.viz._as_mask': ('viz.html#_as_mask', 'cutler_nb/viz.py'),
+                               'cutler_nb.viz.blend_masks': ('viz.html#blend_masks', 'cutler_nb/viz.py'),
+                               'cutler_nb.viz.heatmap': ('viz.html#heatmap', 'cutler_nb/viz.py'),
+                               'cutler_nb.viz.overlay_masks': ('viz.html#overlay_masks', 'cutler_nb/viz.py'),
+                               'cutler_nb.viz.save_figure': ('viz.html#save_figure', 'cutler_nb/viz.py'),
+                               'cutler_nb.viz.show_grid': ('viz.html#show_grid', 'cutler_nb/viz.py')}}}
