@@ -1,0 +1,118 @@
+"""MaskCut speed: the normalized-cut solvers and the whole pipeline, side by side in one run.
+
+Prints ratios, not absolute goals: the machine may be shared, so every configuration is timed in the same
+process on the same images, and the ratio to the reference is what counts.
+
+1. **NCut stage** at the working size (ViT-B/8 at 480² -> 3,600 nodes): the same affinity graphs solved by
+   `dense` (scipy generalized eigh, the official code's solver), `arpack` and `torch`; time per graph, ratio to
+   dense, and whether the bipartitions agree.
+2. **Whole pipeline** (features -> 3 cuts -> CRF -> full-size masks), images/s overall and per stage:
+   the reference (dense solver, one image at a time, float32) against the fast configurations
+   (arpack on CPU; batched features + batched torch solver, optionally bf16/fp16, on CUDA), with the mean
+   IoU of their masks against the reference's.
+
+Examples:
+    python benchmarks/maskcut_speed.py                                  # CPU, ViT-B/8 random init, 2 images
+    python benchmarks/maskcut_speed.py --device cuda --images 32 --batch_size 16 --dtype bf16 --crf_workers 12
+    python benchmarks/maskcut_speed.py --backbone dino_vitb8 --pretrained True  # with DINO weights available
+
+Random weights (the default, as no DINO checkpoint ships with the package) give the same cost as trained ones;
+their masks are meaningless, but agreement between solvers is still measured on them.
+"""
+from __future__ import annotations
+import argparse, os, time
+import numpy as np
+import torch
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    ap.add_argument("--backbone", default="dino_vitb8", help="feature backbone (MaskCut: dino_vitb8)")
+    ap.add_argument("--pretrained", default="False", help="True: load DINO weights (must be available); False: random init")
+    ap.add_argument("--weights", default=None, help="explicit checkpoint path")
+    ap.add_argument("--images", type=int, default=2, help="number of bundled COCO photos to time")
+    ap.add_argument("--fixed_size", type=int, default=480)
+    ap.add_argument("--N", type=int, default=3)
+    ap.add_argument("--tau", type=float, default=0.15)
+    ap.add_argument("--batch_size", type=int, default=8, help="images per batch in the fast configurations")
+    ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 features for the fast configurations (CUDA only)")
+    ap.add_argument("--solvers", default="dense,arpack,torch", help="solvers timed in the NCut stage")
+    ap.add_argument("--graphs", type=int, default=2, help="graphs timed per solver in the NCut stage")
+    ap.add_argument("--crf", default="True", help="include the dense CRF")
+    ap.add_argument("--crf_workers", type=int, default=0, help="CRF processes in the fast configurations (0: in-process)")
+    ap.add_argument("--no_reference", action="store_true", help="skip the reference pipeline (e.g. on a GPU when timed before)")
+    a = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from cutler_nb.core import get_device
+    from cutler_nb.data import sample_dataset, list_images, load_image, mask_iou
+    from cutler_nb.features import load_backbone, preprocess, extract_features
+    from cutler_nb.ncut import above_tau, second_smallest_eigvec, second_smallest_eigvec_batch, bipartition, EPS
+    from cutler_nb.maskcut import maskcut_batch, resize_square, working_size
+
+    dev = get_device(a.device); crf = a.crf.lower() in ("1", "true", "yes")
+    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[a.dtype]
+    pretrained = a.pretrained.lower() in ("1", "true", "yes")
+    bb = load_backbone(a.backbone, pretrained=pretrained, weights=a.weights, device=dev)
+    paths = list_images(sample_dataset("coco_val_mini").images)[:a.images]
+    imgs = [load_image(p) for p in paths]
+    S = working_size(a.fixed_size, bb.patch_size)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "-"
+    print(f"device {dev} ({gpu}), torch threads {torch.get_num_threads()}, backbone {a.backbone} "
+          f"({'DINO weights' if pretrained else 'random init'}), {S}x{S} -> {(S // bb.patch_size) ** 2} nodes, {len(imgs)} images")
+
+    # ---- 1. NCut stage on identical graphs ----
+    x = torch.stack([preprocess(resize_square(im, S), size=None) for im in imgs[:a.graphs]])
+    feats = extract_features(bb, x, batch_size=a.batch_size)
+    up = above_tau(feats, a.tau)
+    graphs = [np.where(u.cpu().numpy(), 1.0, EPS) for u in up]
+    print(f"\n[NCut stage] {len(graphs)} graphs of {graphs[0].shape[0]} nodes (first cut of each image)")
+    times, vecs = {}, {}
+    for s in a.solvers.split(","):
+        t0 = time.perf_counter()
+        if s == "torch":
+            A = torch.where(up, 1.0, EPS).to(dev); sync(); t0 = time.perf_counter()
+            vecs[s] = second_smallest_eigvec_batch(A, device=dev); sync()
+        else: vecs[s] = [second_smallest_eigvec(g, s) for g in graphs]
+        times[s] = (time.perf_counter() - t0) / len(graphs)
+    ref_s = "dense" if "dense" in times else next(iter(times))
+    for s, t in times.items():
+        agree = np.mean([(bipartition(v) == bipartition(r)).mean() if v is not None and r is not None else float(v is r)
+                         for v, r in zip(vecs[s], vecs[ref_s])])
+        print(f"  {s:7s} {t:8.3f} s/graph   {times[ref_s] / t:7.1f}x {ref_s}   bipartition agreement {agree:.4f}")
+
+    # ---- 2. whole pipeline ----
+    def pipeline(name, **kw):
+        sync(); t0 = time.perf_counter()
+        res = maskcut_batch(imgs, bb, N=a.N, tau=a.tau, fixed_size=a.fixed_size, crf=crf, device=dev, details=True, **kw)
+        sync(); wall = time.perf_counter() - t0
+        st = {k: sum(r.timings[k] for r in res) for k in ("features", "ncut", "crf")}
+        print(f"  {name:34s} {len(imgs) / wall:7.3f} img/s  ({wall / len(imgs):6.2f} s/img: features {st['features'] / len(imgs):.2f}, "
+              f"ncut {st['ncut'] / len(imgs):.2f}, crf+resize {st['crf'] / len(imgs):.2f})", flush=True)
+        return res, wall
+
+    def agreement(res, ref):
+        ious = [1.0 if ma is None and mb is None else 0.0 if (ma is None) != (mb is None) else mask_iou(ma, mb)
+                for r0, r1 in zip(ref, res) for ma, mb in zip(r0.per_iter, r1.per_iter)]
+        return float(np.mean(ious))
+
+    print(f"\n[Pipeline] N={a.N}, CRF {'on' if crf else 'off'}")
+    fast_solver = "torch" if dev.type == "cuda" else "arpack"
+    configs = []
+    if not a.no_reference: configs.append(("reference: dense, 1 image, fp32", dict(solver="dense", batch_size=1)))
+    configs.append((f"{fast_solver}, 1 image, fp32", dict(solver=fast_solver, batch_size=1)))
+    configs.append((f"{fast_solver}, batch {a.batch_size}, {a.dtype}", dict(solver=fast_solver, batch_size=a.batch_size, dtype=dtype,
+                                                                          crf_workers=a.crf_workers)))
+    if dev.type == "cuda" and dtype is not None:
+        configs.append((f"{fast_solver}, batch {a.batch_size}, fp32", dict(solver=fast_solver, batch_size=a.batch_size, crf_workers=a.crf_workers)))
+    results = []
+    for name, kw in configs: results.append((name, *pipeline(name, **kw)))
+    ref_name, ref_res, ref_wall = results[0]
+    print(f"\n[Ratios against '{ref_name}']")
+    for name, res, wall in results[1:]:
+        print(f"  {name:34s} speed-up {ref_wall / wall:6.2f}x   mean mask IoU vs reference {agreement(res, ref_res):.4f}")
+
+
+if __name__ == "__main__": main()

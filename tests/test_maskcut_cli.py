@@ -1,0 +1,111 @@
+"End-to-end runs of the `cutler-maskcut` console script on the bundled COCO sample."
+import contextlib, io, json, os, shutil, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+from PIL import Image
+import pycocotools.coco
+
+from cutler_nb.data import sample_dataset, list_images, image_size, read_coco, rle_to_mask
+
+CLI = shutil.which("cutler-maskcut") or str(Path(sys.executable).parent/"cutler-maskcut")
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+
+
+def run(*args, check=True):
+    p = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600)
+    if check and p.returncode != 0: raise AssertionError(f"cutler-maskcut {' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def load_coco(path):
+    with contextlib.redirect_stdout(io.StringIO()): return pycocotools.coco.COCO(str(path))
+
+
+def check_pseudo_labels(path, image_root):
+    "The file loads in pycocotools; every mask decodes at its image's real size; boxes/areas come from the masks."
+    c = load_coco(path)
+    assert [x["name"] for x in c.loadCats(c.getCatIds())] == ["fg"]
+    for im in c.loadImgs(c.getImgIds()):
+        w, h = image_size(Path(image_root)/im["file_name"])
+        assert (im["width"], im["height"]) == (w, h), im
+        for a in c.loadAnns(c.getAnnIds(imgIds=im["id"])):
+            m = c.annToMask(a).astype(bool)
+            assert m.shape == (h, w) and isinstance(a["segmentation"]["counts"], str)
+            assert a["area"] == int(m.sum()) > 0 and a["category_id"] == 1 and a["iscrowd"] == 0
+            ys, xs = np.nonzero(m)
+            assert a["bbox"] == [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    return c
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    "Three bundled photos in a nested folder, plus a corrupt file."
+    root = tmp_path_factory.mktemp("imgs")
+    val = sample_dataset("coco_val_mini")
+    for p in list_images(val.images)[:3]:
+        (root/"a").mkdir(exist_ok=True); shutil.copy(p, root/"a"/p.name)
+    (root/"broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return root
+
+
+def test_classic_with_crf(sample, tmp_path):
+    out = tmp_path/"labels/pl.json"
+    r = run(sample, "--backbone", "classic", "--out", out, "--device", "cpu", "--save_every", "1")
+    assert out.exists() and str(out) in r.stdout
+    c = check_pseudo_labels(out, sample)
+    assert len(c.getImgIds()) == 3 and len(c.getAnnIds()) >= 3
+    info = json.loads(out.read_text())["info"]["maskcut"]
+    assert (info["backbone"], info["N"], info["tau"], info["fixed_size"], info["solver"], info["crf"]) == ("classic", 3, 0.15, 480, "arpack", True)
+    fails = [json.loads(l) for l in (tmp_path/"labels/failures.jsonl").read_text().splitlines()]
+    assert [(Path(f["file"]).name, f["stage"]) for f in fails] == [("broken.jpg", "load")]
+    # resuming: nothing is recomputed, the file stays as it was (the broken file is retried and logged again)
+    before = out.read_bytes()
+    run(sample, "--backbone", "classic", "--out", out, "--device", "cpu")
+    assert out.read_bytes() == before
+    # other parameters into the same file are refused
+    r = run(sample, "--backbone", "classic", "--out", out, "--device", "cpu", "--tau", "0.3", check=False)
+    assert r.returncode != 0 and "different MaskCut parameters (tau)" in r.stderr
+
+
+def test_random_vit_shards_and_merge(sample, tmp_path):
+    out = tmp_path/"pl.json"
+    for i in range(2):
+        run(sample, "--backbone", "dino_vits16", "--pretrained", "False", "--crf", "False", "--fixed_size", "240",
+            "--device", "cpu", "--shard", f"{i}/2", "--batch_size", "2", "--out", out)
+    shards = sorted(tmp_path.glob("pl.*-of-2.json"))
+    assert [s.name for s in shards] == ["pl.0-of-2.json", "pl.1-of-2.json"]
+    r = run("merge", *shards, "--out", tmp_path/"merged.json")
+    c = check_pseudo_labels(tmp_path/"merged.json", sample)
+    assert sorted(im["file_name"] for im in c.loadImgs(c.getImgIds())) == sorted(f"a/{p.name}" for p in (sample/"a").iterdir())
+    d = json.loads((tmp_path/"merged.json").read_text())
+    assert len({a["id"] for a in d["annotations"]}) == len(d["annotations"])
+    assert d["info"]["maskcut"]["pretrained"] is False and d["info"]["merged_from"] == [s.name for s in shards]
+
+
+def test_coco_json_input(tmp_path):
+    val = sample_dataset("coco_val_mini")
+    gt = read_coco(val.annotations)
+    sub = dict(gt, images=gt["images"][:2], annotations=[a for a in gt["annotations"] if a["image_id"] in {im["id"] for im in gt["images"][:2]}])
+    (tmp_path/"gt.json").write_text(json.dumps(sub))
+    out = tmp_path/"pl.json"
+    run(tmp_path/"gt.json", "--image_root", val.images, "--backbone", "classic", "--crf", "False", "--fixed_size", "240",
+        "--device", "cpu", "--N", "2", "--out", out)
+    c = check_pseudo_labels(out, val.images)
+    assert sorted(c.getImgIds()) == sorted(im["id"] for im in sub["images"])    # ids of the input file are kept
+    assert max(len(c.getAnnIds(imgIds=i)) for i in c.getImgIds()) <= 2
+
+
+def test_bad_inputs(tmp_path):
+    "Uniform and too-small images are logged, not fatal; a missing input is a clear error."
+    d = tmp_path/"imgs"; d.mkdir()
+    Image.fromarray(np.full((60, 90, 3), 128, np.uint8)).save(d/"uniform.png")
+    Image.fromarray(np.zeros((6, 200, 3), np.uint8)).save(d/"thin.png")
+    out = tmp_path/"pl.json"
+    run(d, "--backbone", "dino_vits16", "--pretrained", "False", "--crf", "False", "--fixed_size", "160", "--device", "cpu", "--out", out)
+    got = json.loads(out.read_text())
+    assert [im["file_name"] for im in got["images"]] == ["uniform.png"] and got["annotations"] == []
+    fails = {Path(f["file"]).name: f for f in map(json.loads, (tmp_path/"failures.jsonl").read_text().splitlines())}
+    assert "smaller than one 16×16 patch" in fails["thin.png"]["reason"] and "alike" in fails["uniform.png"]["reason"]
+    r = run(tmp_path/"nothing_here", "--backbone", "classic", "--out", out, check=False)
+    assert r.returncode != 0 and "nothing_here" in r.stderr
