@@ -22,6 +22,8 @@ def main(argv=None):
     p.add_argument("--predict_images", type=int, default=42, help="images to time predict on (0: skip)")
     p.add_argument("--out", default=None, help="run folder (default: a temporary one, deleted)")
     p.add_argument("--overrides", default=None, help="other preset keys as JSON")
+    p.add_argument("--cudnn_benchmark", action="store_true",
+                   help="cuDNN autotuning: slow with multi-scale training (every new input shape is re-tuned), off by default as in detectron2")
     a = p.parse_args(argv)
     import torch
     from cutler_nb.train import train, predict, _read_metrics
@@ -32,7 +34,7 @@ def main(argv=None):
     amp = a.amp != "off"
     if amp: extra["amp_dtype"] = a.amp
     dev = torch.device(a.device)
-    if dev.type == "cuda": torch.backends.cudnn.benchmark = True
+    if dev.type == "cuda": torch.backends.cudnn.benchmark = a.cudnn_benchmark
     t0 = time.perf_counter()
     ck = train(s.annotations, s.images, out/"run", preset=a.preset, max_iter=a.iters, batch_size=a.batch_size, device=a.device,
                amp=amp, checkpoint_every=a.iters, resume=False, num_workers=a.num_workers, log_every=1, **extra)

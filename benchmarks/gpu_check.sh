@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One prepared GPU session: CUDA correctness tests, then MaskCut and training throughput.
+# Usage on a CUDA machine from the repo root (results go to ${OUT:-/tmp/gpu_check}):
+#   bash benchmarks/gpu_check.sh [seconds-for-maskcut] [seconds-for-training]
+# Wheels of packages the machine lacks may be put in .whl/ (installed to /tmp/site first).
+set -u
+OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
+T_MC=${1:-40}; T_TR=${2:-50}
+export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else export PYTHONPATH=$PWD; fi
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch, torchvision, timm; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'cuda', torch.cuda.is_available())"
+} 2>&1 | tee "$OUT/env.txt"
+timeout 70 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py "tests/test_features.py::test_cuda_matches_cpu" -s 2>&1 | tee "$OUT/cuda_tests.txt" | tail -25
+timeout "$T_MC" python3 benchmarks/maskcut_speed.py --device cuda --images 32 --batch_size 16 --dtype fp16 --crf_workers 14 --no_reference 2>&1 | tee "$OUT/maskcut_speed.txt" | tail -30
+timeout "$T_TR" python3 benchmarks/train_speed.py --device cuda --iters 60 --warmup 10 --batch_size 2 --amp fp16 --predict_images 8 --out /tmp/tb 2>&1 | tee "$OUT/train_speed.txt" | tail -15
+cp /tmp/tb/benchmark.json "$OUT/" 2>/dev/null || true
