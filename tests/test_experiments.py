@@ -188,9 +188,12 @@ def _tiny(tmp_path, **kw):
                                      box_batch_size_per_image=32, rpn_batch_size_per_image=32), **kw)
 
 
-@pytest.mark.parametrize("N", [1, 3])
-def test_maskcut_filter(N, tmp_path, monkeypatch):
-    run = run_nb("maskcut_filter", _tiny(tmp_path, N=N, fig1_images=2, fig1_score=0.0, run_id=f"N{N}"), tmp_path, monkeypatch)/f"N{N}"
+@pytest.mark.parametrize("N,gpus", [(1, 1), (3, 2)])
+def test_maskcut_filter(N, gpus, tmp_path, monkeypatch):
+    # gpus = 2 on a CPU: MaskCut as two `cutler-maskcut` shard processes, training with torchrun on two (gloo) ranks
+    p = _tiny(tmp_path, N=N, gpus=gpus, fig1_images=2, fig1_score=0.0, run_id=f"N{N}")
+    if gpus > 1: p["batch_size"] = gpus                  # the batch is split over the ranks
+    run = run_nb("maskcut_filter", p, tmp_path, monkeypatch)/f"N{N}"
     sets = ["all", "wo-ol", "maskcut-filter"]
     for name in ("table1_box", "table2_segm"):
         check_eval_table(run/"tables"/f"{name}.csv", sets)
@@ -213,6 +216,9 @@ def test_maskcut_filter(N, tmp_path, monkeypatch):
     assert ts[0] == ["training set", "images", "instances", "images with instances"]
     assert [(r[0], int(r[2])) for r in ts[1:]] == [("all", len(pl["annotations"])), ("wo-ol", len(wo["annotations"])),
                                                     ("maskcut-filter", len(kept["annotations"]))]
+    if gpus > 1:
+        assert all((run/"labels"/f"maskcut_{w}.{i}-of-2.json").exists() for w in ("train", "val") for i in range(2))
+        assert json.loads((run/"models"/"all"/"train_config.json").read_text())["config"]["world_size"] == 2
     for s in sets:
         assert (run/"models"/s/"checkpoints"/"iter_0000001.pth").exists()
         check_png(run/"models"/s/"figures"/"loss_curve.png")

@@ -78,11 +78,9 @@ def test_cli_second_round_warm_start(mini, run1):
                   "--device", "cpu", "--max_dets", 5, "--batch_size", 1, "--overrides", json.dumps(TINY))
     assert "round 1: skipped" in stdout and "round 2: done" in stdout, stdout
     assert (out/"labels/round_2.json").exists() and (out/"predictions/round_2.json").exists()
-    ck = torch.load(out/"checkpoints/round_2/checkpoints/iter_0000000.pth", map_location="cpu", weights_only=True)
-    assert ck["init_source"]["init"] == "checkpoint" and "round_1" in ck["init_source"]["weights"]
-    r1 = torch.load(out/"checkpoints/round_1/checkpoints/last.pth", map_location="cpu", weights_only=True)
-    k = next(iter(r1["model"]))
-    assert torch.equal(ck["model"][k], r1["model"][k])   # round 2 starts where round 1 ended
+    # round 2 was built from round 1's final weights (that `init="checkpoint"` copies them is tested in 07_detector)
+    ck = torch.load(out/"checkpoints/round_2/checkpoints/last.pth", map_location="cpu", weights_only=True)
+    assert ck["init_source"] == dict(init="checkpoint", weights=str(out/"checkpoints/round_1/checkpoints/last.pth"))
     assert len((out/"tables/selftrain.csv").read_text().splitlines()) == 3
 
 def _box(h, w, y0, y1, x0, x1):
