@@ -6,14 +6,16 @@ process on the same images, and the ratio to the reference is what counts.
 1. **NCut stage** at the working size (ViT-B/8 at 480² -> 3,600 nodes): the same affinity graphs solved by
    `dense` (scipy generalized eigh, the official code's solver), `arpack` and `torch`; time per graph, ratio to
    dense, and whether the bipartitions agree.
-2. **Whole pipeline** (features -> 3 cuts -> CRF -> full-size masks), images/s overall and per stage:
-   the reference (dense solver, one image at a time, float32) against the fast configurations
-   (arpack on CPU; batched features + batched torch solver, optionally bf16/fp16, on CUDA), with the mean
-   IoU of their masks against the reference's.
+2. **Whole pipeline** (resize -> features -> 3 cuts -> CRF -> full-size masks), images/s overall and per stage:
+   the reference (dense solver, one image at a time, float32, every stage waiting for the previous one)
+   against the fast configurations (arpack on CPU; batched features + batched torch solver, optionally
+   bf16/fp16, on CUDA), first serial, then pipelined (`maskcut_stream`: resizing in threads, the CRF in
+   processes, both overlapping the next batch's features and cuts), with the mean IoU of their masks
+   against the reference's.
 
 Examples:
     python benchmarks/maskcut_speed.py                                  # CPU, ViT-B/8 random init, 2 images
-    python benchmarks/maskcut_speed.py --device cuda --images 32 --batch_size 16 --dtype bf16 --crf_workers 12
+    python benchmarks/maskcut_speed.py --device cuda --images 48 --batch_size 16 --dtype fp16 --crf_workers 14 --prefetch 4
     python benchmarks/maskcut_speed.py --backbone dino_vitb8 --pretrained True  # with DINO weights available
 
 Random weights (the default, as no DINO checkpoint ships with the package) give the same cost as trained ones;
@@ -40,11 +42,14 @@ def main(argv=None):
     ap.add_argument("--solvers", default="dense,arpack,torch", help="solvers timed in the NCut stage")
     ap.add_argument("--graphs", type=int, default=2, help="graphs timed per solver in the NCut stage")
     ap.add_argument("--crf", default="True", help="include the dense CRF")
-    ap.add_argument("--crf_workers", type=int, default=0, help="CRF processes in the fast configurations (0: in-process)")
+    ap.add_argument("--crf_workers", type=int, default=1, help="CRF processes of the pipelined configuration (0: in-process)")
+    ap.add_argument("--prefetch", type=int, default=2, help="threads loading/resizing ahead in the pipelined configuration")
     ap.add_argument("--no_reference", action="store_true", help="skip the reference pipeline (e.g. on a GPU when timed before)")
     ap.add_argument("--ref_images", type=int, default=None, help="time the reference on only the first k images (it is slow); ratios use per-image times")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.threads: torch.set_num_threads(a.threads)
 
     from cutler_nb.core import get_device
     from cutler_nb.data import sample_dataset, list_images, load_image, mask_iou
@@ -89,9 +94,9 @@ def main(argv=None):
         sync(); t0 = time.perf_counter()
         res = maskcut_batch(ims, bb, N=a.N, tau=a.tau, fixed_size=a.fixed_size, crf=crf, device=dev, details=True, **kw)
         sync(); wall = (time.perf_counter() - t0) / len(ims)
-        st = {k: sum(r.timings[k] for r in res) / len(ims) for k in ("features", "ncut", "crf")}
-        print(f"  {name:34s} {1 / wall:7.3f} img/s  ({wall:6.3f} s/img: features {st['features']:.3f}, "
-              f"ncut {st['ncut']:.3f}, crf+resize {st['crf']:.3f}; {len(ims)} images)", flush=True)
+        st = {k: sum(r.timings[k] for r in res) / len(ims) for k in ("prepare", "features", "ncut", "crf")}
+        print(f"  {name:50s} {1 / wall:7.3f} img/s  ({wall:6.3f} s/img wall; per image: resize {st['prepare']:.3f}, "
+              f"features {st['features']:.3f}, ncut {st['ncut']:.3f}, crf+resize {st['crf']:.3f}; {len(ims)} images)", flush=True)
         return res, wall
 
     def agreement(res, ref):
@@ -102,18 +107,22 @@ def main(argv=None):
     print(f"\n[Pipeline] N={a.N}, CRF {'on' if crf else 'off'}")
     fast_solver = "torch" if dev.type == "cuda" else "arpack"
     configs = []
-    if not a.no_reference: configs.append(("reference: dense, 1 image, fp32", dict(solver="dense", batch_size=1, ims=imgs[:a.ref_images])))
-    configs.append((f"{fast_solver}, 1 image, fp32", dict(solver=fast_solver, batch_size=1)))
-    configs.append((f"{fast_solver}, batch {a.batch_size}, {a.dtype}", dict(solver=fast_solver, batch_size=a.batch_size, dtype=dtype,
-                                                                          crf_workers=a.crf_workers)))
+    serial = dict(prefetch=0, crf_workers=0)   # each stage waits for the one before: the reference's way
+    if not a.no_reference: configs.append(("reference: dense, 1 image, fp32", dict(solver="dense", batch_size=1, ims=imgs[:a.ref_images], **serial)))
+    configs.append((f"{fast_solver}, 1 image, fp32", dict(solver=fast_solver, batch_size=1, **serial)))
+    configs.append((f"{fast_solver}, batch {a.batch_size}, {a.dtype}, serial", dict(solver=fast_solver, batch_size=a.batch_size, dtype=dtype, **serial)))
+    if a.crf_workers > 0 or a.prefetch > 0:
+        configs.append((f"{fast_solver}, batch {a.batch_size}, {a.dtype}, pipelined ({a.crf_workers} CRF proc.)",
+                        dict(solver=fast_solver, batch_size=a.batch_size, dtype=dtype, crf_workers=a.crf_workers, prefetch=a.prefetch)))
     if dev.type == "cuda" and dtype is not None:
-        configs.append((f"{fast_solver}, batch {a.batch_size}, fp32", dict(solver=fast_solver, batch_size=a.batch_size, crf_workers=a.crf_workers)))
+        configs.append((f"{fast_solver}, batch {a.batch_size}, fp32, pipelined", dict(solver=fast_solver, batch_size=a.batch_size,
+                                                                                    crf_workers=a.crf_workers, prefetch=a.prefetch)))
     results = []
     for name, kw in configs: results.append((name, *pipeline(name, **{"ims": imgs, **kw})))
     ref_name, ref_res, ref_wall = results[0]
     print(f"\n[Ratios against '{ref_name}']")
     for name, res, wall in results[1:]:
-        print(f"  {name:34s} speed-up {ref_wall / wall:6.2f}x   mean mask IoU vs reference {agreement(res, ref_res):.4f}"
+        print(f"  {name:50s} speed-up {ref_wall / wall:6.2f}x   mean mask IoU vs reference {agreement(res, ref_res):.4f}"
               f" (on {min(len(res), len(ref_res))} images)")
 
 

@@ -29,6 +29,17 @@ def test_cuda_maskcut_torch_solver_matches_dense_cpu():
     assert np.mean(ious) >= 0.99, ious
 
 
+def test_cuda_pipelined_maskcut_with_crf_matches_cpu():
+    "The pipeline on CUDA (prefetch threads, CRF in 2 forked processes after CUDA is initialised) = serial CPU masks."
+    imgs = [load_image(p) for p in list_images(sample_dataset("coco_val_mini").images)[:6]]
+    from cutler_nb.maskcut import maskcut_batch
+    ref = maskcut_batch(imgs, "classic", solver="dense", device="cpu", fixed_size=240, batch_size=1, prefetch=0, crf_workers=0)
+    torch.zeros(1, device="cuda")
+    got = maskcut_batch(imgs, "classic", solver="torch", device="cuda", fixed_size=240, batch_size=4, prefetch=2, crf_workers=2)
+    ious = [_mean_best_iou(r, g) for r, g in zip(ref, got)]
+    assert np.mean(ious) >= 0.99, ious
+
+
 def test_cuda_vit_features_match_cpu():
     "Random-init ViT-S/16 with the same weights: CUDA float32 keys equal the CPU's; fp16 stays close."
     bb_cpu = load_backbone("dino_vits16", pretrained=False, device="cpu")

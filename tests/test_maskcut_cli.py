@@ -68,6 +68,19 @@ def test_classic_with_crf(sample, tmp_path):
     assert r.returncode != 0 and "different MaskCut parameters (tau)" in r.stderr
 
 
+def test_pipelined_crf_workers_write_the_same_file(sample, tmp_path):
+    "Batches of 2 with the CRF in 2 processes and prefetching: the same annotations as the serial run, same failures."
+    serial, piped = tmp_path/"serial/pl.json", tmp_path/"piped/pl.json"
+    run(sample, "--backbone", "classic", "--fixed_size", "240", "--out", serial, "--device", "cpu")
+    run(sample, "--backbone", "classic", "--fixed_size", "240", "--out", piped, "--device", "cpu", "--batch_size", "2", "--crf_workers", "2")
+    a, b = json.loads(serial.read_text()), json.loads(piped.read_text())
+    assert a["images"] == b["images"] and len(a["annotations"]) >= 3
+    assert [x["segmentation"] for x in a["annotations"]] == [x["segmentation"] for x in b["annotations"]]
+    for d in (serial, piped):
+        fails = [json.loads(l) for l in (d.parent/"failures.jsonl").read_text().splitlines()]
+        assert [(Path(f["file"]).name, f["stage"]) for f in fails] == [("broken.jpg", "load")]
+
+
 def test_random_vit_shards_and_merge(sample, tmp_path):
     out = tmp_path/"pl.json"
     for i in range(2):
