@@ -75,7 +75,8 @@ def degenerate_reason(A:np.ndarray|torch.Tensor, # affinity matrix (N×N)
     n = A.shape[-1]
     if A.ndim != 2 or A.shape[0] != n: return f"affinity matrix must be square, got shape {tuple(A.shape)}"
     if n < 3: return f"graph has {n} node(s); a normalized cut needs at least 3"
-    if not bool(torch.isfinite(A).all()): return "affinity has NaN or infinite entries (non-finite features)"
+    # a NaN or ±inf entry makes the sum non-finite; only then is the (slower) entrywise test needed
+    if not bool(torch.isfinite(A.sum())) and not bool(torch.isfinite(A).all()): return "affinity has NaN or infinite entries (non-finite features)"
     if bool((A == A.flatten()[0]).all()): return f"all {n} nodes are alike (uniform affinity {float(A.flatten()[0]):g}): nothing to cut, e.g. a uniform image"
     return None
 
@@ -102,7 +103,8 @@ def _dense(A):
 
 def _arpack(A, tol=0.0):
     d = degree(A); s = 1.0 / np.sqrt(d)
-    Nm = s[:, None] * A * s[None, :]
+    # D^-½ W D^-½ v as three cheap steps: forming the normalised matrix would cost as much as the whole solve
+    Nm = scipy.sparse.linalg.LinearOperator(A.shape, matvec=lambda v: s * (A @ (s * v.ravel())), dtype=A.dtype)
     # a fixed start vector makes runs reproducible (ARPACK otherwise draws its own)
     v0 = np.random.default_rng(0).standard_normal(len(d))
     mu, V = scipy.sparse.linalg.eigsh(Nm, k=2, which="LA", v0=v0, tol=tol)
@@ -145,9 +147,11 @@ def _ritz_top(Q, W, k:int):
 def _lanczos_top(Nm, v1, iters:int, gen,
                  tol:float=0.0, # stop a graph once its residual is at most this (0: run all `iters` steps)
                  check:int=10, # steps between convergence checks
+                 scale=None, # (B, n) s: solve for diag(s)·Nm·diag(s) without forming it
                 ):
     "Largest eigenpair of Nm restricted to the complement of v1 (batched Rayleigh–Ritz on a Krylov basis): (u, θ, residual, steps)."
     B, n, _ = Nm.shape; m = min(iters, n - 1)
+    def matvec(q): return torch.bmm(Nm, q[..., None])[..., 0] if scale is None else scale * torch.bmm(Nm, (scale * q)[..., None])[..., 0]
     U = torch.zeros(B, n, dtype=Nm.dtype, device=Nm.device); TH = torch.zeros(B, dtype=Nm.dtype, device=Nm.device)
     RES = torch.full((B,), float("inf"), dtype=Nm.dtype, device=Nm.device); steps = torch.zeros(B, dtype=torch.long)
     active = torch.arange(B, device=Nm.device)
@@ -161,7 +165,7 @@ def _lanczos_top(Nm, v1, iters:int, gen,
     def rand(): return torch.randn(len(active), n, generator=gen, dtype=torch.float64).to(Nm)
     q = orth(rand(), 0); q = q / q.norm(dim=-1, keepdim=True)
     for j in range(m):
-        Q[:, j] = q; W[:, j] = torch.bmm(Nm, q[..., None])[..., 0]
+        Q[:, j] = q; W[:, j] = matvec(q)
         if j + 1 == m or (tol > 0 and (j + 1) % check == 0):
             u, th, res = _ritz_top(Q, W, j + 1)
             done = torch.ones_like(res, dtype=torch.bool) if j + 1 == m else res <= tol
@@ -171,6 +175,7 @@ def _lanczos_top(Nm, v1, iters:int, gen,
             if bool(done.any()):
                 keep = ~done; active = active[keep]
                 Nm, v1, Q, W, q = Nm[keep], v1[keep], Q[keep], W[keep], q[keep]
+                if scale is not None: scale = scale[keep]
         w = orth(W[:, j], j + 1); nrm = w.norm(dim=-1, keepdim=True)
         # a graph whose Krylov space is exhausted (e.g. a low-rank one) continues with a fresh random direction,
         # so that it does not stop the others; Rayleigh–Ritz needs only an orthonormal basis
@@ -198,25 +203,27 @@ def second_smallest_eigvec_batch(A, # (B, N, N) affinity matrices (numpy or torc
     if A.shape[-1] < 3 or A.shape[-1] != A.shape[-2]: flagged = range(len(A))
     else:   # one batched pass finds the (rare) degenerate graphs; only those are examined for the reason
         flat = A.reshape(len(A), -1)
-        flagged = (~torch.isfinite(flat).all(-1) | (flat == flat[:, :1]).all(-1)).nonzero()[:, 0].tolist()
+        flagged = (~torch.isfinite(flat.sum(-1)) | (flat == flat[:, :1]).all(-1)).nonzero()[:, 0].tolist()
     for b in range(len(A)):
         why = degenerate_reason(A[b]) if b in flagged else None
         if why is None: ok.append(b)
         else: log.info("no normalized cut for graph %d: %s", b, why)
     if not ok: return out
     Ab = A[ok].to(dev, dtype)
-    Nm, d, s = _normalised(Ab)
+    d = Ab.sum(-1); s = d.rsqrt()
     V = torch.empty(len(ok), Ab.shape[-1], dtype=dtype, device=dev); todo = torch.ones(len(ok), dtype=torch.bool)
     if method == "lanczos" and Ab.shape[-1] > 3:
         v1 = d.sqrt(); v1 = v1 / v1.norm(dim=-1, keepdim=True)
         gen = torch.Generator().manual_seed(0)
-        u, _, res, _ = _lanczos_top(Nm, v1, iters, gen, tol, check)
+        # the normalised matrices are never formed: each product is scaled by s on both sides instead
+        u, _, res, _ = _lanczos_top(Ab, v1, iters, gen, tol, check, scale=s)
         good = (res <= tol).cpu(); V[good.to(dev)] = u[good.to(dev)]; todo = ~good
         if todo.any(): log.info("Lanczos did not converge for %d of %d graphs; solving them with eigh", int(todo.sum()), len(ok))
     elif method not in ("lanczos", "eigh"): raise ValueError(f"unknown method {method!r}; use 'lanczos' or 'eigh'")
     if todo.any():
         idx = todo.nonzero()[:, 0].to(dev)
-        _, U = torch.linalg.eigh(Nm[idx]); V[idx] = U[..., -2]
+        Nm, _, _ = _normalised(Ab[idx])
+        _, U = torch.linalg.eigh(Nm); V[idx] = U[..., -2]
     X = (s * V).double().cpu().numpy()
     for i, b in enumerate(ok): out[b] = canonical_sign(X[i])
     return out
