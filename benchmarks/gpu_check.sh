@@ -2,7 +2,7 @@
 # One prepared GPU session: CUDA correctness tests, then MaskCut and training throughput.
 # Usage on a CUDA machine from the repo root (results go to ${OUT:-/tmp/gpu_check}):
 #   bash benchmarks/gpu_check.sh [seconds-for-maskcut] [seconds-for-training]
-# Wheels of packages the machine lacks may be put in .whl/ (installed to /tmp/site first).
+# Wheels of packages the machine lacks go in .whl/ (made by benchmarks/gpu_wheels.sh; installed to /tmp/site first).
 set -u
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
 T_MC=${1:-150}; T_TR=${2:-200}
