@@ -21,12 +21,12 @@ from .ncut import (above_tau, second_smallest_eigvec, second_smallest_eigvec_bat
                             features_reason, degenerate_reason, EPS, SOLVERS)
 
 # %% auto #0
-__all__ = ['log', 'MAX_SIDE', 'CRF_PARAMS', 'RUN_KEYS', 'ImageSizeError', 'corners_in', 'orient', 'seed_component', 'zero_found',
-           'drop_reason', 'subtract_earlier', 'PatchCuts', 'maskcut_features_batch', 'maskcut_features', 'check_image',
-           'working_size', 'resize_square', 'upsample_mask', 'crf_refine_all', 'crf_refine', 'to_image_size',
-           'MaskCutResult', 'refine', 'close_crf_pools', 'crf_pool', 'maskcut_stream', 'maskcut_batch', 'maskcut',
-           'plot_maskcut_n', 'plot_eigvecs', 'maskcut_info', 'masks_to_annotations', 'masks_to_coco', 'collect_inputs',
-           'shard_path', 'run_maskcut', 'merge_shards', 'maskcut_cli']
+__all__ = ['log', 'MAX_SIDE', 'CRF_PARAMS', 'CRF_START_METHOD', 'RUN_KEYS', 'ImageSizeError', 'corners_in', 'orient',
+           'seed_component', 'zero_found', 'drop_reason', 'subtract_earlier', 'PatchCuts', 'maskcut_features_batch',
+           'maskcut_features', 'check_image', 'working_size', 'resize_square', 'upsample_mask', 'crf_refine_all',
+           'crf_refine', 'to_image_size', 'MaskCutResult', 'refine', 'close_crf_pools', 'crf_pool', 'maskcut_stream',
+           'maskcut_batch', 'maskcut', 'plot_maskcut_n', 'plot_eigvecs', 'maskcut_info', 'masks_to_annotations',
+           'masks_to_coco', 'collect_inputs', 'shard_path', 'run_maskcut', 'merge_shards', 'maskcut_cli']
 
 # %% ../nbs/05_maskcut.ipynb #3873808b
 log = logging.getLogger("cutler_nb.maskcut")
@@ -284,14 +284,22 @@ def _refine_timed(resized, cuts, width, height, crf):
 def _noop(): return None
 
 _POOLS = {}
+# fork starts fast and works with functions defined in a notebook; the children only run numpy/PIL/pydensecrf, never
+# torch or CUDA, whose state a forked child must not use. macOS and Windows have no safe fork: there the workers
+# are spawned (each imports cutler_nb once).
+CRF_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
 def close_crf_pools(pools:dict=_POOLS):
     "Shut the CRF process pools down (done at exit; call it to free the processes earlier)."
     # the pools come in as a default argument: at exit the module's globals may already be gone
     while pools: pools.popitem()[1].shutdown(wait=True, cancel_futures=True)
 
-def crf_pool(workers:int):
+def crf_pool(workers:int, # processes
+             method:str|None=None, # multiprocessing start method (default `CRF_START_METHOD`)
+            ):
     "A process pool for CRF refinement (pydensecrf holds the GIL, so threads do not help); reused across calls."
-    if workers not in _POOLS:
+    key = (workers, method or CRF_START_METHOD)
+    if key not in _POOLS:
         import multiprocessing as mp
         from multiprocessing.util import Finalize
         from concurrent.futures import ProcessPoolExecutor
@@ -300,12 +308,10 @@ def crf_pool(workers:int):
         # and with them the exit, would wait forever. The priority is above that of multiprocessing's own queue
         # finalizers (10), which would otherwise stop the thread that delivers the workers' stop signal first.
         if not _POOLS: Finalize(None, close_crf_pools, exitpriority=100)
-        # fork starts fast and works from notebooks and stdin; the children only run numpy/PIL/pydensecrf, never
-        # torch or CUDA, whose state a forked child must not use
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(key[1]))
         # a fork pool starts all its workers at the first task: do it now, before any prefetch thread exists
-        pool.submit(_noop).result(); _POOLS[workers] = pool
-    return _POOLS[workers]
+        pool.submit(_noop).result(); _POOLS[key] = pool
+    return _POOLS[key]
 
 def _backbone(backbone, device, pretrained=True, weights=None):
     from cutler_nb.features import load_backbone

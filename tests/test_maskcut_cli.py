@@ -122,3 +122,18 @@ def test_bad_inputs(tmp_path):
     assert "smaller than one 16×16 patch" in fails["thin.png"]["reason"] and "alike" in fails["uniform.png"]["reason"]
     r = run(tmp_path/"nothing_here", "--backbone", "classic", "--out", out, check=False)
     assert r.returncode != 0 and "nothing_here" in r.stderr
+
+
+def test_spawned_crf_workers_as_on_macos(monkeypatch):
+    "Where fork is unsafe (macOS, Windows) the CRF workers are spawned: same masks as in-process refinement."
+    import cutler_nb.maskcut as mc
+    monkeypatch.setattr(mc, "CRF_START_METHOD", "spawn")
+    paths = list_images(sample_dataset("coco_val_mini").images)[:3]
+    kw = dict(fixed_size=160, batch_size=2, details=True)
+    ref = mc.maskcut_batch(paths, "classic", crf_workers=0, **kw)
+    got = mc.maskcut_batch(paths, "classic", crf_workers=2, **kw)
+    assert (2, "spawn") in mc._POOLS
+    mc.close_crf_pools()
+    for a, b in zip(ref, got):
+        assert a.notes == b.notes and len(a.masks) == len(b.masks) >= 1
+        assert all((x == y).all() for x, y in zip(a.masks, b.masks))
