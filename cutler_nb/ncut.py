@@ -75,9 +75,12 @@ def degenerate_reason(A:np.ndarray|torch.Tensor, # affinity matrix (N×N)
     n = A.shape[-1]
     if A.ndim != 2 or A.shape[0] != n: return f"affinity matrix must be square, got shape {tuple(A.shape)}"
     if n < 3: return f"graph has {n} node(s); a normalized cut needs at least 3"
-    # a NaN or ±inf entry makes the sum non-finite; only then is the (slower) entrywise test needed
-    if not bool(torch.isfinite(A.sum())) and not bool(torch.isfinite(A).all()): return "affinity has NaN or infinite entries (non-finite features)"
-    if bool((A == A.flatten()[0]).all()): return f"all {n} nodes are alike (uniform affinity {float(A.flatten()[0]):g}): nothing to cut, e.g. a uniform image"
+    # one pass (the degrees) settles both tests for an ordinary graph: a NaN or ±inf entry makes the total
+    # non-finite, and a uniform matrix has equal degrees; only then are the entries themselves examined
+    d = A.sum(-1)
+    if not bool(torch.isfinite(d.sum())) and not bool(torch.isfinite(A).all()): return "affinity has NaN or infinite entries (non-finite features)"
+    if bool((d == d[0]).all()) and bool((A == A.flatten()[0]).all()):
+        return f"all {n} nodes are alike (uniform affinity {float(A.flatten()[0]):g}): nothing to cut, e.g. a uniform image"
     return None
 
 def features_reason(feats) -> str|None:
