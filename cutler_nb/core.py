@@ -11,8 +11,9 @@ import numpy as np
 # %% auto #0
 __all__ = ['CutlerError', 'ImageLoadError', 'AnnotationError', 'WeightsNotFoundError', 'get_device', 'seed_everything',
            'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'read_json', 'table_csv', 'table_markdown',
-           'dict_rows', 'write_table', 'project_root', 'outputs_dir', 'git_commit', 'run_info', 'params_run_id',
-           'run_dir', 'FailureLog', 'get_logger', 'parse_shard', 'shard_items']
+           'dict_rows', 'write_table', 'project_root', 'outputs_dir', 'git_commit', 'run_info', 'params_diff',
+           'check_resume', 'run_cli', 'params_run_id', 'run_dir', 'FailureLog', 'get_logger', 'parse_shard',
+           'shard_items']
 
 # %% ../nbs/00_core.ipynb #e7b48315
 class CutlerError(Exception):
@@ -151,6 +152,42 @@ def run_info(device=None) -> dict:
                 gpu=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
                 host=platform.node(), started=datetime.datetime.now().isoformat(timespec="seconds"))
 
+# %% ../nbs/00_core.ipynb #241432fa
+def params_diff(saved:dict, # settings recorded with the existing work
+                wanted:dict, # settings asked for now
+                keys=None, # compare only these keys (default: all keys of both)
+               ) -> list[str]:
+    "Sorted names of the settings whose values differ between `saved` and `wanted` (JSON-normalised, so 1 == 1.0 and tuples == lists)."
+    norm = lambda d: json.loads(json.dumps(d or {}, default=_json_default, sort_keys=True))
+    a, b = norm(saved), norm(wanted)
+    ks = set(a) | set(b) if keys is None else set(keys)
+    return sorted(k for k in ks if a.get(k) != b.get(k))
+
+def check_resume(saved:dict, # settings recorded with the existing work
+                 wanted:dict, # settings asked for now
+                 path, # the existing file or folder (named in the error)
+                 what:str="run", # what exists, for the message ("pseudo-label file", "training run", ...)
+                 restart:str="use another output to start a new run", # how to start fresh instead
+                 keys=None, # compare only these keys
+                ) -> None:
+    "Refuse (raise `CutlerError` naming the differing settings) to resume `path` when it was made with other settings."
+    diff = params_diff(saved, wanted, keys)
+    if diff:
+        show = lambda d, k: json.dumps((d or {}).get(k), default=_json_default)[:60]
+        detail = "; ".join(f"{k}: {show(saved, k)} → {show(wanted, k)}" for k in diff[:6])
+        raise CutlerError(f"{what} exists with different settings ({detail}); {restart}", path)
+
+# %% ../nbs/00_core.ipynb #13f84387
+def run_cli(prog:str, # the command's name, printed before the message
+            fn, # the library function the CLI wraps
+            *args, debug:bool=False, **kwargs):
+    "Call `fn(*args, **kwargs)`; an expected error prints one line and exits 1 (traceback with `debug` or `CUTLER_NB_DEBUG=1`)."
+    debug = debug or os.environ.get("CUTLER_NB_DEBUG", "") not in ("", "0")
+    try: return fn(*args, **kwargs)
+    except (CutlerError, ValueError, FileNotFoundError) as e:
+        if debug: raise
+        print(f"{prog}: error: {e}", file=sys.stderr); sys.exit(1)
+
 # %% ../nbs/00_core.ipynb #8ccce15c
 def params_run_id(params:dict|None) -> str:
     "A run folder name derived from the parameters (`run-` + 10 hex digits): the same parameters give the same folder, so re-running resumes."
@@ -174,11 +211,7 @@ def run_dir(study:str, # study name, e.g. "maskcut_filter"
     params = json.loads(json.dumps(params or {}, default=_json_default))
     pfile = d/"params.json"
     if pfile.exists():
-        old = read_json(pfile).get("params", {})
-        if old != params:
-            diff = sorted(k for k in set(old)|set(params) if old.get(k) != params.get(k))
-            raise CutlerError(f"run folder exists with different parameters ({', '.join(diff)}); "
-                              "choose another run_id to start a new run", d)
+        check_resume(read_json(pfile).get("params", {}), params, d, "run folder", "choose another run_id to start a new run")
     else: atomic_write_json(dict(params=params, **run_info(device)), pfile, indent=2)
     return d
 

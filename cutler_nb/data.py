@@ -213,14 +213,19 @@ def subset_coco(d:dict, # COCO instances dict
     return out
 
 # %% ../nbs/01_data.ipynb #dbef4c1b
-SampleDataset = namedtuple("SampleDataset", "images annotations name")
-SAMPLES = ("coco_val_mini", "coco_train_mini")
+SampleDataset = namedtuple("SampleDataset", "images annotations name labels", defaults=(None,))
+SAMPLES = ("coco_val_mini", "coco_train_mini", "coco_object_mini")
 
-def sample_dataset(name:str="coco_val_mini", # "coco_val_mini" (42 val2017 photos) or "coco_train_mini" (6 train2017 photos)
+def sample_dataset(name:str="coco_val_mini", # "coco_val_mini" (42 val2017 photos), "coco_train_mini" (6 train2017 photos), "coco_object_mini" (the 42 val photos with COCO-Object label maps)
                   ) -> SampleDataset:
-    "Paths of a bundled COCO sample: `.images` (folder) and `.annotations` (COCO instances JSON)."
+    """Paths of a bundled COCO sample: `.images` (folder), `.annotations` (COCO instances JSON) and, for the
+    semantic-segmentation sample `coco_object_mini`, `.labels` (one label-map PNG per photo, see `semseg`)."""
     if name not in SAMPLES: raise ValueError(f"unknown sample {name!r}; choose one of {SAMPLES}")
     import cutler_nb   # not __file__: this cell also runs inside the notebook
-    root = Path(cutler_nb.__file__).parent/"assets"/name
-    if not (root/"annotations.json").exists(): raise CutlerError("bundled sample is missing (broken install?)", root)
-    return SampleDataset(root/"images", root/"annotations.json", name)
+    assets = Path(cutler_nb.__file__).parent/"assets"
+    root = assets/("coco_val_mini" if name == "coco_object_mini" else name)   # the label maps reuse the val photos
+    labels = assets/name/"labels" if name == "coco_object_mini" else None
+    for must in [root/"annotations.json"] + ([labels] if labels else []):
+        if not must.exists(): raise CutlerError("bundled sample is missing (broken install?)", must)
+    return SampleDataset(root/"images", root/"annotations.json", name, labels)
+

@@ -68,7 +68,7 @@ def test_resume_skips_finished_round(mini, run1):
     res = selftrain(ann, images, out, **ARGS)
     assert res["rounds"][0]["skipped"] is True
     assert {f: f.stat().st_mtime_ns for f in files} == before   # nothing retrained, re-predicted or rewritten
-    with pytest.raises(CutlerError, match="different parameters"):
+    with pytest.raises(CutlerError, match="different settings"):
         selftrain(ann, images, out, **dict(ARGS, iou_thresh=0.6))
 
 def test_cli_second_round_warm_start(mini, run1):

@@ -46,7 +46,7 @@ def test_similarity_study_resumes_and_refuses_other_params(tmp_path):
     t0 = (run/"features.pt").stat().st_mtime_ns
     similarity_study(backbone="classic", size=160, pool="image", run_id="r", root=tmp_path, device="cpu")
     assert (run/"features.pt").stat().st_mtime_ns == t0
-    with pytest.raises(CutlerError, match="different parameters"):
+    with pytest.raises(CutlerError, match="different settings"):
         similarity_study(backbone="classic", size=200, pool="image", run_id="r", root=tmp_path, device="cpu")
 
 
