@@ -24,44 +24,48 @@ Random weights (the default, as no DINO checkpoint ships with the package) give 
 their masks are meaningless, but agreement between solvers is still measured on them.
 """
 from __future__ import annotations
-import argparse, os, time
+import os, time
+from types import SimpleNamespace
 import numpy as np
 import torch
+from fastcore.script import call_parse, bool_arg, store_true
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    ap.add_argument("--backbone", default="dino_vitb8", help="feature backbone (MaskCut: dino_vitb8)")
-    ap.add_argument("--pretrained", default="False", help="True: load DINO weights (must be available); False: random init")
-    ap.add_argument("--weights", default=None, help="explicit checkpoint path")
-    ap.add_argument("--images", type=int, default=2, help="number of bundled COCO photos to time")
-    ap.add_argument("--fixed_size", type=int, default=480)
-    ap.add_argument("--N", type=int, default=3)
-    ap.add_argument("--tau", type=float, default=0.15)
-    ap.add_argument("--batch_size", type=int, default=8, help="images per batch in the fast configurations")
-    ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 features for the fast configurations (CUDA only)")
-    ap.add_argument("--solvers", default="dense,arpack,torch", help="solvers timed in the NCut stage")
-    ap.add_argument("--graphs", type=int, default=2, help="graphs timed per solver in the NCut stage")
-    ap.add_argument("--crf", default="True", help="include the dense CRF")
-    ap.add_argument("--crf_workers", type=int, default=1, help="CRF processes of the pipelined configuration (0: in-process)")
-    ap.add_argument("--prefetch", type=int, default=2, help="threads loading/resizing ahead in the pipelined configuration")
-    ap.add_argument("--no_reference", action="store_true", help="skip the reference pipeline (e.g. on a GPU when timed before)")
-    ap.add_argument("--ref_images", type=int, default=None, help="time the reference on only the first k images (it is slow); ratios use per-image times")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    a = ap.parse_args(argv)
+@call_parse
+def main(device:str="auto", # auto, cpu, cuda
+         backbone:str="dino_vitb8", # feature backbone (MaskCut: dino_vitb8)
+         pretrained:bool_arg=False, # True: load DINO weights (must be available); False: random init
+         weights:str=None, # explicit checkpoint path
+         images:int=2, # number of bundled COCO photos to time
+         fixed_size:int=480, # side of the working square
+         N:int=3, # masks per image
+         tau:float=0.15, # affinity threshold
+         batch_size:int=8, # images per batch in the fast configurations
+         dtype:str="fp32", # fp32, bf16 or fp16 features for the fast configurations (CUDA only)
+         solvers:str="dense,arpack,torch", # solvers timed in the NCut stage
+         graphs:int=2, # graphs timed per solver in the NCut stage
+         crf:bool_arg=True, # include the dense CRF
+         crf_workers:int=1, # CRF processes of the pipelined configuration (0: in-process)
+         prefetch:int=2, # threads loading/resizing ahead in the pipelined configuration
+         no_reference:store_true=False, # skip the reference pipeline (e.g. on a GPU when timed before)
+         ref_images:int=None, # time the reference on only the first k images (it is slow); ratios use per-image times
+         threads:int=0, # torch intra-op threads (0: torch's default)
+        ):
+    "MaskCut speed: the normalized-cut solvers and the whole pipeline, side by side in one run."
+    a = SimpleNamespace(**locals())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.threads: torch.set_num_threads(a.threads)
 
-    from cutler_nb.core import get_device
+    from cutler_nb.core import get_device, torch_dtype
     from cutler_nb.data import sample_dataset, list_images, load_image, mask_iou
     from cutler_nb.features import load_backbone, preprocess, extract_features
     from cutler_nb.ncut import above_tau, second_smallest_eigvec, second_smallest_eigvec_batch, bipartition, EPS
-    from cutler_nb.maskcut import maskcut_batch, resize_square, working_size
+    from cutler_nb.maskcut import resize_square, working_size
+    from cutler_nb.pseudolabel import maskcut_batch
 
-    dev = get_device(a.device); crf = a.crf.lower() in ("1", "true", "yes")
-    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[a.dtype]
-    pretrained = a.pretrained.lower() in ("1", "true", "yes")
+    dev = get_device(a.device); crf = a.crf
+    dtype = torch_dtype(a.dtype)
+    pretrained = a.pretrained
     bb = load_backbone(a.backbone, pretrained=pretrained, weights=a.weights, device=dev)
     paths = list_images(sample_dataset("coco_val_mini").images)[:a.images]
     imgs = [load_image(p) for p in paths]
@@ -142,5 +146,3 @@ def main(argv=None):
         print(f"  {name:50s} speed-up {ref_wall / wall:6.2f}x   mean mask IoU vs reference {agreement(res, ref_res):.4f}"
               f" (on {min(len(res), len(ref_res))} images)")
 
-
-if __name__ == "__main__": main()

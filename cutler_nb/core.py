@@ -10,10 +10,10 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['CutlerError', 'ImageLoadError', 'AnnotationError', 'WeightsNotFoundError', 'get_device', 'seed_everything',
-           'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'read_json', 'table_csv', 'table_markdown',
-           'dict_rows', 'write_table', 'project_root', 'outputs_dir', 'git_commit', 'run_info', 'params_diff',
-           'check_resume', 'run_cli', 'params_run_id', 'run_dir', 'FailureLog', 'get_logger', 'parse_shard',
-           'shard_items']
+           'torch_dtype', 'current_umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'read_json',
+           'table_csv', 'table_markdown', 'dict_rows', 'write_table', 'project_root', 'outputs_dir', 'git_commit',
+           'run_info', 'params_diff', 'check_resume', 'run_cli', 'params_run_id', 'run_dir', 'FailureLog', 'get_logger',
+           'parse_shard', 'shard_items']
 
 # %% ../nbs/00_core.ipynb #e7b48315
 class CutlerError(Exception):
@@ -56,12 +56,39 @@ def seed_everything(seed:int=0, # seed for `random`, numpy and torch (all device
     if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
 
+# %% ../nbs/00_core.ipynb #b47f734d
+_DTYPE_NAMES = {"fp16": "float16", "float16": "float16", "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16",
+                "fp32": None, "float32": None, "float": None, "full": None, "none": None}
+
+def torch_dtype(name, # "fp16"/"float16"/"half", "bf16"/"bfloat16", "fp32"/"float32"/None, or a `torch.dtype`
+               ):
+    "The torch dtype a precision name stands for; `None` for full precision (float32). Unknown names raise `ValueError`."
+    if name is None: return None
+    import torch
+    if isinstance(name, torch.dtype): return None if name == torch.float32 else name
+    key = str(name).strip().lower().removeprefix("torch.")
+    if key not in _DTYPE_NAMES:
+        raise ValueError(f"unknown precision {name!r}; use one of fp16, bf16, fp32 (or float16, bfloat16, float32, half)")
+    return None if _DTYPE_NAMES[key] is None else getattr(torch, _DTYPE_NAMES[key])
+
 # %% ../nbs/00_core.ipynb #62cfa97a
+def current_umask() -> int:
+    "The process's umask, read without changing it where the OS allows (Linux: /proc/self/status)."
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError): pass
+    mask = os.umask(0o022); os.umask(mask)   # elsewhere: set and restore at once
+    return mask
+
+# %% ../nbs/00_core.ipynb #1b45d598
 def atomic_write_bytes(data:bytes, path) -> Path:
-    "Write `data` to `path` atomically (temp file in the same folder, then rename)."
+    "Write `data` to `path` atomically (temp file in the same folder, then rename); the file's mode follows the umask."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())   # mkstemp's 0600 would make every output private
         with os.fdopen(fd, "wb") as f:
             f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -86,6 +113,7 @@ def atomic_write_json(obj, path, indent:int|None=None) -> Path:
     "Write `obj` as JSON to `path` atomically; numpy scalars/arrays, paths and bytes are converted."
     return atomic_write_text(json.dumps(obj, indent=indent, default=_json_default), path)
 
+# %% ../nbs/00_core.ipynb #343d87cd
 def read_json(path):
     "Read a JSON file; a missing or malformed file raises `CutlerError` naming it."
     path = Path(path)
@@ -99,6 +127,7 @@ def table_csv(rows:list) -> str:
     import csv, io
     buf = io.StringIO(); csv.writer(buf, lineterminator="\n").writerows(rows); return buf.getvalue()
 
+# %% ../nbs/00_core.ipynb #e38dd771
 def table_markdown(rows:list, caption:str|None=None) -> str:
     "A Markdown table of `rows` (first row = header), with an optional caption below."
     esc = lambda x: str(x).replace("|", "\\|")
@@ -106,11 +135,13 @@ def table_markdown(rows:list, caption:str|None=None) -> str:
     out += ["| " + " | ".join(map(esc, r)) + " |" for r in rows[1:]]
     return "\n".join(out) + (f"\n\n{caption}\n" if caption else "\n")
 
+# %% ../nbs/00_core.ipynb #e961de7d
 def dict_rows(records:list[dict], cols=None, fmt=str) -> list:
     "Header + one row per record (columns `cols`, default the first record's keys), values through `fmt`."
     cols = list(cols or (records[0] if records else []))
     return [cols] + [[fmt(r[c]) for c in cols] for r in records]
 
+# %% ../nbs/00_core.ipynb #e5074bcc
 def write_table(rows:list, stem, caption:str|None=None) -> tuple[Path, Path]:
     "Write `<stem>.csv` and `<stem>.md` atomically."
     stem = Path(stem)
@@ -126,13 +157,14 @@ def project_root(start=None) -> Path|None:
         if s.exists() and "lib_name = cutler_nb" in s.read_text(errors="ignore"): return d
     return None
 
+# %% ../nbs/00_core.ipynb #47f4fa6b
 def outputs_dir() -> Path:
     "Where run folders go: `$CUTLER_NB_OUTPUTS`, else `<project root>/outputs`, else `./outputs`."
     if os.environ.get("CUTLER_NB_OUTPUTS"): return Path(os.environ["CUTLER_NB_OUTPUTS"])
     root = project_root()
     return (root if root is not None else Path.cwd())/"outputs"
 
-# %% ../nbs/00_core.ipynb #46bd3206
+# %% ../nbs/00_core.ipynb #15e0bb69
 def git_commit(path=None) -> str|None:
     "The git commit of the checkout holding `path` (default: this package), or None outside git."
     try:
@@ -142,6 +174,7 @@ def git_commit(path=None) -> str|None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
 
+# %% ../nbs/00_core.ipynb #dec0374b
 def run_info(device=None) -> dict:
     "Facts a run records beside its parameters: package and library versions, git commit, device, host."
     import torch, platform
@@ -163,6 +196,7 @@ def params_diff(saved:dict, # settings recorded with the existing work
     ks = set(a) | set(b) if keys is None else set(keys)
     return sorted(k for k in ks if a.get(k) != b.get(k))
 
+# %% ../nbs/00_core.ipynb #f31ec1f2
 def check_resume(saved:dict, # settings recorded with the existing work
                  wanted:dict, # settings asked for now
                  path, # the existing file or folder (named in the error)
@@ -184,9 +218,12 @@ def run_cli(prog:str, # the command's name, printed before the message
     "Call `fn(*args, **kwargs)`; an expected error prints one line and exits 1 (traceback with `debug` or `CUTLER_NB_DEBUG=1`)."
     debug = debug or os.environ.get("CUTLER_NB_DEBUG", "") not in ("", "0")
     try: return fn(*args, **kwargs)
-    except (CutlerError, ValueError, FileNotFoundError) as e:
+    except (CutlerError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         if debug: raise
         print(f"{prog}: error: {e}", file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt:   # Ctrl-C: finished work is saved (atomic writes, progress records); no traceback
+        if debug: raise
+        print(f"{prog}: interrupted", file=sys.stderr); sys.exit(130)
 
 # %% ../nbs/00_core.ipynb #8ccce15c
 def params_run_id(params:dict|None) -> str:
@@ -195,6 +232,7 @@ def params_run_id(params:dict|None) -> str:
     txt = json.dumps(params or {}, sort_keys=True, default=_json_default)
     return "run-" + hashlib.sha1(txt.encode()).hexdigest()[:10]
 
+# %% ../nbs/00_core.ipynb #bcc929bd
 def run_dir(study:str, # study name, e.g. "maskcut_filter"
             run_id:str|None=None, # run folder name; default: `params_run_id(params)` (same parameters resume)
             params:dict|None=None, # parameters to record in params.json
@@ -217,10 +255,14 @@ def run_dir(study:str, # study name, e.g. "maskcut_filter"
 
 # %% ../nbs/00_core.ipynb #88f66f91
 class FailureLog:
-    "Append-only `failures.jsonl`: one line per skipped input, with the file, the stage and the reason."
-    def __init__(self, path): self.path = Path(path)
+    "Append-only `failures.jsonl`: one line per skipped input (file, stage, reason); a rerun does not repeat a line."
+    def __init__(self, path): self.path, self._seen = Path(path), None
     def log(self, file, stage:str, reason) -> dict:
         rec = dict(file=str(file), stage=stage, reason=str(reason), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if self._seen is None: self._seen = {(r.get("file"), r.get("stage"), r.get("reason")) for r in self.read()}  # once
+        key = (rec["file"], stage, rec["reason"])
+        if key in self._seen: return rec     # already logged (by an earlier run): O(1), no second line
+        self._seen.add(key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n"); f.flush(); os.fsync(f.fileno())
@@ -258,6 +300,7 @@ def parse_shard(shard:str|None) -> tuple[int,int]:
     if not (n >= 1 and 0 <= i < n): raise ValueError(f"shard {shard!r}: need 0 <= i < n")
     return (i, n)
 
+# %% ../nbs/00_core.ipynb #92b6d158
 def shard_items(items:list, shard:str|None) -> list:
     "The items that belong to shard `i/n`: every n-th, starting at i (balanced, stable)."
     i, n = parse_shard(shard)

@@ -28,6 +28,7 @@ def cls_saliency(attn:torch.Tensor, # heads×h×w (or h×w) CLS→patch attentio
     a = a.clamp_min(0); s = a.sum()
     return a / s if s > 0 else torch.full_like(a, 1 / a.numel())
 
+# %% ../nbs/11_correspond.ipynb #7796c9ed
 def attention_foreground(saliency, # h×w saliency (any non-negative map; normalised here)
                          mass:float=0.6, # share of the attention the kept patches must hold
                         ) -> torch.Tensor:
@@ -64,6 +65,7 @@ def patch_centres(idx, # flat patch indices (row-major)
     idx = np.asarray(idx, dtype=np.int64); r, c = idx // w, idx % w
     return np.stack([(c + 0.5) * W * cover[1] / w - 0.5, (r + 0.5) * H * cover[0] / h - 0.5], 1).reshape(-1, 2)
 
+# %% ../nbs/11_correspond.ipynb #f64fcfcf
 @dataclass
 class Correspondences:
     "Pairs between a prototype (a) and a query (b), most similar first."
@@ -79,6 +81,7 @@ class Correspondences:
         "The pairs as a set of `(idx_a, idx_b)`."
         return set(zip(self.idx_a.tolist(), self.idx_b.tolist()))
 
+# %% ../nbs/11_correspond.ipynb #37af6b2a
 def _flat(desc):
     d = torch.as_tensor(desc, dtype=torch.float32)
     if d.ndim != 3: raise ValueError(f"descriptors must be a C×h×w map, got shape {tuple(d.shape)}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c2704109
 from __future__ import annotations
-import copy, io, json, os, warnings
+import copy, io, json, logging, os, warnings
 from pathlib import Path
 from collections import Counter, namedtuple
 import numpy as np
@@ -13,9 +13,10 @@ import pycocotools.mask as mask_utils
 from .core import ImageLoadError, AnnotationError, atomic_write_json, read_json, CutlerError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SampleDataset', 'SAMPLES', 'load_image', 'image_size', 'list_images', 'mask_to_rle', 'ann_to_rle',
-           'rle_to_mask', 'mask_to_bbox', 'mask_iou', 'coco_problems', 'validate_coco', 'read_coco', 'write_coco',
-           'make_coco', 'mask_annotation', 'subset_coco', 'sample_dataset']
+__all__ = ['IMAGE_EXTS', 'URL_SCHEMES', 'SampleDataset', 'SAMPLES', 'load_image', 'image_size', 'list_images', 'mask_to_rle',
+           'ann_to_rle', 'rle_to_mask', 'mask_to_bbox', 'mask_iou', 'seg_area', 'seg_bbox', 'rle_runs',
+           'segmentation_problem', 'segmentation_problems', 'coco_problems', 'validate_coco', 'read_coco', 'write_coco',
+           'make_coco', 'mask_annotation', 'results_problems', 'validate_results', 'subset_coco', 'sample_dataset']
 
 # %% ../nbs/01_data.ipynb #41a1af75
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".JPEG")
@@ -31,10 +32,16 @@ def _to_rgb(im:Image.Image) -> Image.Image:
         im = Image.alpha_composite(bg, im)
     return im.convert("RGB")
 
+URL_SCHEMES = ("http://", "https://", "s3://", "gs://", "ftp://")
+
+def _refuse_url(path):
+    if isinstance(path, str) and path.lower().startswith(URL_SCHEMES):
+        raise ImageLoadError("is a URL; cutler_nb reads local files only and does not download images: fetch them first", path)
+
 def load_image(path, # image file (any format PIL reads)
               ) -> np.ndarray:
     "Read an image as an upright `H×W×3` uint8 RGB array; raise `ImageLoadError` naming the file and the cause."
-    path = Path(path)
+    _refuse_url(path); path = Path(path)
     if not path.exists(): raise ImageLoadError("file does not exist", path)
     if path.is_dir(): raise ImageLoadError("is a folder, not an image file", path)
     if path.stat().st_size == 0: raise ImageLoadError("file is empty (0 bytes)", path)
@@ -49,8 +56,10 @@ def load_image(path, # image file (any format PIL reads)
         if "truncated" in msg.lower() or "premature end" in msg.lower(): msg = f"truncated or corrupt image data ({msg})"
         raise ImageLoadError(msg, path) from None
 
+# %% ../nbs/01_data.ipynb #5d791752
 def image_size(path) -> tuple[int,int]:
     "(width, height) of an image as `load_image` returns it (EXIF rotation applied), without decoding pixels."
+    _refuse_url(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -60,18 +69,49 @@ def image_size(path) -> tuple[int,int]:
     except (UnidentifiedImageError, OSError) as e: raise ImageLoadError(f"cannot read image header ({e})", path) from None
 
 # %% ../nbs/01_data.ipynb #cf6b4e95
+def _walk_images(root:Path, el:set, skip) -> list[Path]:
+    "Image files under `root` (links followed, each folder once); odd entries reported to `skip`."
+    out, seen, stack = [], set(), [root]
+    while stack:
+        d = stack.pop()
+        try: st = os.stat(d); entries = list(os.scandir(d))
+        except OSError as e: skip(d, f"cannot read folder ({e.strerror})"); continue
+        if (st.st_dev, st.st_ino) in seen: skip(d, "link to a folder already searched (a loop or a duplicate): not searched again"); continue
+        seen.add((st.st_dev, st.st_ino))
+        for e in entries:
+            img = os.path.splitext(e.name)[1].lower() in el
+            try: is_dir, is_file = e.is_dir(), e.is_file()
+            except OSError: is_dir = is_file = False
+            if is_dir:
+                if img: skip(e.path, "a folder named like an image")
+                stack.append(e.path)
+            elif not img: continue
+            elif e.name.startswith("."): skip(e.path, "hidden file (e.g. a macOS ._ resource fork)")
+            elif is_file: out.append(Path(e.path))
+            elif e.is_symlink(): skip(e.path, "broken link or link loop")
+            else: skip(e.path, "not a regular file")
+    return sorted(out)
+
+def _warn_skipped(path, reason): logging.getLogger("cutler_nb").warning("skipped %s: %s", path, reason)
+
+# %% ../nbs/01_data.ipynb #1077f01e
 def list_images(src, # folder (searched recursively), text file of paths, or a list of paths
                 exts=IMAGE_EXTS, # file extensions counted as images (case-insensitive)
+                skipped=None, # `skipped(path, reason)` for each entry left out, or a list to append `(path, reason)` to; default: log a warning
                ) -> list[Path]:
-    "Sorted image paths from a folder, a file list or a list."
+    "Sorted image paths from a folder, a file list or a list; entries left out are reported, never dropped silently."
+    skip = _warn_skipped if skipped is None else (lambda p, why: skipped.append((str(p), why))) if isinstance(skipped, list) else skipped
     if isinstance(src, (list, tuple)): return [Path(p) for p in src]
     src = Path(src)
-    if src.is_dir():
-        el = {e.lower() for e in exts}
-        return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in el and not p.name.startswith("."))
+    if src.is_dir(): return _walk_images(src, {e.lower() for e in exts}, skip)
     if src.is_file():
-        lines = [l.strip() for l in src.read_text().splitlines() if l.strip() and not l.startswith("#")]
-        return [Path(l) if Path(l).is_absolute() else src.parent/l for l in lines]
+        out = []
+        for l in src.read_text().splitlines():
+            l = l.strip()
+            if not l or l.startswith("#"): continue
+            if l.lower().startswith(URL_SCHEMES): skip(l, "a URL: images are not downloaded"); continue
+            out.append(Path(l) if Path(l).is_absolute() else src.parent/l)
+        return out
     raise CutlerError("is neither an image folder nor a file list", src)
 
 # %% ../nbs/01_data.ipynb #12be35a2
@@ -81,6 +121,7 @@ def mask_to_rle(mask:np.ndarray) -> dict:
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
+# %% ../nbs/01_data.ipynb #93d90f4e
 def _frpyobjects(seg, h:int, w:int):
     if isinstance(seg, list):   # polygons
         return mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if seg else mask_to_rle(np.zeros((h, w), np.uint8))
@@ -99,33 +140,108 @@ def rle_to_mask(seg, h:int|None=None, w:int|None=None) -> np.ndarray:
     if isinstance(seg, dict) and "size" in seg: h, w = seg["size"]
     return mask_utils.decode(_frpyobjects(seg, h, w)).astype(bool)
 
+# %% ../nbs/01_data.ipynb #99b1bebe
 def mask_to_bbox(mask:np.ndarray) -> list[float]:
     "`[x, y, w, h]` of the mask's pixels (COCO convention, pixel edges); `[0,0,0,0]` for an empty mask."
     ys, xs = np.nonzero(mask)
     if len(xs) == 0: return [0.0, 0.0, 0.0, 0.0]
     return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
+# %% ../nbs/01_data.ipynb #26f60be6
 def mask_iou(a:np.ndarray, b:np.ndarray) -> float:
     "IoU of two binary masks (0 when both are empty)."
     a, b = np.asarray(a, bool), np.asarray(b, bool); u = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / u) if u else 0.0
+
+# %% ../nbs/01_data.ipynb #f9b2e741
+def seg_area(seg, h:int|None=None, w:int|None=None) -> float:
+    "Pixel area of any COCO segmentation (`h`, `w` needed for polygons)."
+    return float(mask_utils.area(_frpyobjects(seg, *(seg["size"] if isinstance(seg, dict) else (h, w)))))
+
+def seg_bbox(seg, h:int|None=None, w:int|None=None) -> list[float]:
+    "`[x, y, w, h]` of any COCO segmentation, as pycocotools computes it (`h`, `w` needed for polygons)."
+    return [float(v) for v in mask_utils.toBbox(_frpyobjects(seg, *(seg["size"] if isinstance(seg, dict) else (h, w))))]
+
+# %% ../nbs/01_data.ipynb #53d44706
+def rle_runs(counts, # compressed COCO RLE counts (str or bytes)
+            ) -> np.ndarray:
+    "Run lengths (int64) encoded by a compressed COCO RLE string; `ValueError` when the string is malformed."
+    b = np.frombuffer(counts.encode("ascii") if isinstance(counts, str) else bytes(counts), np.uint8).astype(np.int64) - 48
+    if len(b) == 0: return np.zeros(0, np.int64)
+    if b.min() < 0 or b.max() > 63: raise ValueError("characters outside the RLE alphabet ('0'..'o')")
+    more = (b & 0x20) != 0
+    if more[-1]: raise ValueError("the last number is cut off")
+    ends = ~more
+    starts = np.flatnonzero(np.concatenate([[True], ends[:-1]]))      # first character of each number
+    k = np.arange(len(b)) - np.repeat(starts, np.diff(np.append(starts, len(b))))   # position within its number
+    if k.max() > 11: raise ValueError("a number longer than 60 bits")
+    x = np.add.reduceat((b & 0x1f) << (5 * k), starts)
+    last = np.flatnonzero(ends); neg = (b[last] & 0x10) != 0
+    x[neg] |= -1 << (5 * (k[last][neg] + 1))                         # sign-extend negative deltas
+    runs = x.copy(); runs[1::2] = np.cumsum(x[1::2]); runs[2::2] = np.cumsum(x[2::2])
+    if (runs < 0).any(): raise ValueError("a negative run length")
+    return runs
+
+def _runs_of(mask):   # reference: run lengths of a mask in column-major order, starting with zeros
+    f = np.asarray(mask, bool).ravel(order="F"); edges = np.flatnonzero(np.diff(f.astype(np.int8))) + 1
+    return np.diff(np.concatenate([[0], edges, [f.size]])) if f[0] == 0 else np.diff(np.concatenate([[0, 0], edges, [f.size]]))
+
+# %% ../nbs/01_data.ipynb #c4c398cb
+def _finite_numbers(xs) -> bool:
+    try: a = np.asarray(xs, dtype=np.float64)
+    except (TypeError, ValueError): return False
+    return a.ndim == 1 and bool(np.isfinite(a).all()) and not any(isinstance(v, (bool, str)) for v in xs)
+
+def segmentation_problem(seg, # COCO segmentation: polygons, uncompressed or compressed RLE
+                         h:int|None=None, # the image's height (checked against an RLE's size when given)
+                         w:int|None=None, # the image's width
+                        ) -> str|None:
+    "Why `seg` cannot be decoded as an `h×w` mask, in words; None when it can."
+    if isinstance(seg, list):
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, (list, tuple)): return f"polygon {k} is a {type(poly).__name__}, not a list of coordinates"
+            if len(poly) < 6: return f"polygon {k} has {len(poly)} numbers, fewer than 3 points"
+            if len(poly) % 2: return f"polygon {k} has an odd number of coordinates ({len(poly)})"
+            if not _finite_numbers(poly): return f"polygon {k} has coordinates that are not finite numbers"
+        return None
+    if not isinstance(seg, dict): return f"segmentation is a {type(seg).__name__}, neither polygons nor RLE"
+    size, c = seg.get("size"), seg.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        return f"RLE size {size!r} is not [height, width]"
+    if h is not None and w is not None and [size[0], size[1]] != [h, w]: return f"RLE size {size[0]}x{size[1]} differs from its image's {h}x{w}"
+    if isinstance(c, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in c): return "RLE counts are not non-negative integers"
+        total = sum(c)
+    elif isinstance(c, (str, bytes)):
+        try: total = int(rle_runs(c).sum())
+        except (ValueError, UnicodeEncodeError) as e: return f"RLE counts are not a valid compressed string ({e})"
+    else: return f"RLE counts are a {type(c).__name__}, neither a list nor a string"
+    if total != size[0] * size[1]: return f"RLE runs cover {total} pixels, not {size[0]}x{size[1]}"
+    return None
+
+# %% ../nbs/01_data.ipynb #ab8a3fcf
+def segmentation_problems(segs:list, # COCO segmentations (None entries are skipped)
+                          sizes:list, # (height, width) of each one's image, or None when unknown
+                         ) -> dict:
+    "`{position: problem}` of the segmentations that cannot be decoded as masks of their image's size."
+    out = {}
+    for i, s in enumerate(segs):
+        if s is None: continue
+        why = segmentation_problem(s, *(sizes[i] if sizes[i] is not None else (None, None)))
+        if why: out[i] = why
+    return out
 
 # %% ../nbs/01_data.ipynb #0db81ff9
 _IMG_KEYS, _ANN_KEYS = ("id", "file_name", "width", "height"), ("id", "image_id", "category_id", "bbox")
 
 def _ids(xs, n=8): xs = sorted(xs, key=str); return ", ".join(map(str, xs[:n])) + (f" … ({len(xs)} in all)" if len(xs) > n else "")
 
-def coco_problems(d:dict, # COCO instances dict
-                  image_root=None, # with `check_files`: folder the `file_name`s are relative to
-                  check_files:bool=False, # open each image and compare its size with width/height
-                  box_tol:float=1.0, # pixels a box may overhang the image (rounding in official files)
-                 ) -> list[str]:
-    "Every problem found in a COCO instances dict, as readable strings (empty when valid)."
+def _structure_problems(d) -> list[str]:
+    "Missing top-level keys, items without their required keys, duplicate ids."
     if not isinstance(d, dict): return [f"top level is a {type(d).__name__}, expected an object with images/annotations/categories"]
     probs = [f"missing top-level key '{k}'" for k in ("images", "annotations", "categories") if k not in d]
     if probs: return probs
-    imgs, anns = d["images"], d["annotations"]
-    for what, items, keys in (("image", imgs, _IMG_KEYS), ("annotation", anns, _ANN_KEYS), ("category", d["categories"], ("id", "name"))):
+    for what, items, keys in (("image", d["images"], _IMG_KEYS), ("annotation", d["annotations"], _ANN_KEYS), ("category", d["categories"], ("id", "name"))):
         bad = {}
         for i, it in enumerate(items):
             for k in keys:
@@ -134,7 +250,30 @@ def coco_problems(d:dict, # COCO instances dict
         if "id" not in bad:
             dup = [i for i, c in Counter(it["id"] for it in items).items() if c > 1]
             if dup: probs.append(f"duplicate {what} ids: {_ids(dup)}")
+    return probs
+
+def _file_problems(imgs:list, image_root) -> list[str]:
+    "Images whose file is missing or whose size disagrees with the JSON."
+    root = Path(image_root) if image_root is not None else Path(".")
+    missing, wrong = [], []
+    for im in imgs:
+        f = root/im["file_name"]
+        if not f.exists(): missing.append(im["id"]); continue
+        w, h = image_size(f)
+        if (w, h) != (im["width"], im["height"]): wrong.append(f"{im['id']} (json {im['width']}x{im['height']}, file {w}x{h})")
+    return ([f"images whose file is missing under {root}: {_ids(missing)}"] if missing else []) + \
+           ([f"images whose width/height disagree with the file: {_ids(wrong, 4)}"] if wrong else [])
+
+# %% ../nbs/01_data.ipynb #3ff4f08f
+def coco_problems(d:dict, # COCO instances dict
+                  image_root=None, # with `check_files`: folder the `file_name`s are relative to
+                  check_files:bool=False, # open each image and compare its size with width/height
+                  box_tol:float=1.0, # pixels a box may overhang the image (rounding in official files)
+                 ) -> list[str]:
+    "Every problem found in a COCO instances dict, as readable strings (empty when valid)."
+    probs = _structure_problems(d)
     if probs: return probs
+    imgs, anns = d["images"], d["annotations"]
     byid = {im["id"]: im for im in imgs}; cats = {c["id"] for c in d["categories"]}
     orphans = [a["id"] for a in anns if a["image_id"] not in byid]
     if orphans: probs.append(f"annotations pointing at unknown images: {_ids(orphans)}")
@@ -143,31 +282,26 @@ def coco_problems(d:dict, # COCO instances dict
     outside, malformed = [], []
     for a in anns:
         b = a["bbox"]
-        if not (isinstance(b, (list, tuple)) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)) or b[2] < 0 or b[3] < 0:
+        if not (isinstance(b, (list, tuple)) and len(b) == 4 and _finite_numbers(b)) or b[2] < 0 or b[3] < 0:
             malformed.append(a["id"]); continue
         im = byid.get(a["image_id"])
         if im and (b[0] < -box_tol or b[1] < -box_tol or b[0] + b[2] > im["width"] + box_tol or b[1] + b[3] > im["height"] + box_tol):
             outside.append(a["id"])
     if malformed: probs.append(f"annotations whose bbox is not [x, y, w, h] with w, h >= 0: {_ids(malformed)}")
     if outside: probs.append(f"annotations whose bbox lies outside its image: {_ids(outside)}")
-    if check_files:
-        root = Path(image_root) if image_root is not None else Path(".")
-        missing, wrong = [], []
-        for im in imgs:
-            f = root/im["file_name"]
-            if not f.exists(): missing.append(im["id"]); continue
-            w, h = image_size(f)
-            if (w, h) != (im["width"], im["height"]): wrong.append(f"{im['id']} (json {im['width']}x{im['height']}, file {w}x{h})")
-        if missing: probs.append(f"images whose file is missing under {root}: {_ids(missing)}")
-        if wrong: probs.append(f"images whose width/height disagree with the file: {_ids(wrong, 4)}")
-    return probs
+    sizes = [(im["height"], im["width"]) if (im := byid.get(a["image_id"])) else None for a in anns]
+    segs = [f"{anns[i]['id']} ({why})" for i, why in segmentation_problems([a.get("segmentation") for a in anns], sizes).items()]
+    if segs: probs.append(f"annotations whose segmentation cannot be decoded: {_ids(segs, 4)}")
+    return probs + (_file_problems(imgs, image_root) if check_files else [])
 
+# %% ../nbs/01_data.ipynb #91804b6b
 def validate_coco(d:dict, path=None, image_root=None, check_files:bool=False) -> dict:
     "Raise `AnnotationError` (naming `path`) listing every problem of `d`; return `d` when valid."
     probs = coco_problems(d, image_root=image_root, check_files=check_files)
     if probs: raise AnnotationError("invalid COCO instances file:\n  - " + "\n  - ".join(probs), path)
     return d
 
+# %% ../nbs/01_data.ipynb #dac23430
 def read_coco(path, # COCO instances JSON
               validate:bool=True, # run `validate_coco`
               image_root=None, # folder of the images, for `check_files`
@@ -178,12 +312,13 @@ def read_coco(path, # COCO instances JSON
     except CutlerError as e: raise AnnotationError(str(e).split(": ", 1)[-1], path) from None
     return validate_coco(d, path, image_root, check_files) if validate else d
 
+# %% ../nbs/01_data.ipynb #c8b6ebc2
 def write_coco(d:dict, path, validate:bool=True) -> Path:
     "Validate and write a COCO dict atomically."
     if validate: validate_coco(d, path)
     return atomic_write_json(d, path)
 
-# %% ../nbs/01_data.ipynb #91804b6b
+# %% ../nbs/01_data.ipynb #633c3ca3
 def make_coco(images:list[dict], annotations:list[dict], categories=None, info:dict|None=None, licenses=None) -> dict:
     "Assemble a COCO instances dict (default: the single class-agnostic category `{id: 1, name: 'fg'}`)."
     d = dict(info=info or {}, images=images, annotations=annotations,
@@ -191,12 +326,59 @@ def make_coco(images:list[dict], annotations:list[dict], categories=None, info:d
     if licenses is not None: d["licenses"] = licenses
     return d
 
+# %% ../nbs/01_data.ipynb #0af8bf46
 def mask_annotation(mask:np.ndarray, ann_id:int, image_id:int, category_id:int=1, score:float|None=None, **extra) -> dict:
     "A COCO annotation for a binary mask: compressed RLE, bbox and area from the mask."
     a = dict(id=int(ann_id), image_id=int(image_id), category_id=int(category_id), segmentation=mask_to_rle(mask),
              bbox=mask_to_bbox(mask), area=int(np.count_nonzero(mask)), iscrowd=0, **extra)
     if score is not None: a["score"] = float(score)
     return a
+
+# %% ../nbs/01_data.ipynb #a425b3c7
+def _real(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+def results_problems(preds:list, # COCO results list (detections)
+                     gt:dict|None=None, # the ground truth the detections refer to (checks image ids and mask sizes)
+                    ) -> list[str]:
+    "Every problem of a COCO results list, as readable strings naming the entries (empty when valid)."
+    if not isinstance(preds, list): return [f"is not a list of detections (top level is a {type(preds).__name__})"]
+    imgs = {im["id"]: im for im in gt["images"]} if gt is not None else None
+    bad, segs, sizes = {}, [], []
+    def add(kind, i, detail=None): bad.setdefault(kind, []).append(f"#{i}" + (f" ({detail})" if detail is not None else ""))
+    for i, p in enumerate(preds):
+        if not isinstance(p, dict): add("entries that are not objects (not a list of detections)", i); segs.append(None); sizes.append(None); continue
+        for k in ("image_id", "category_id", "score"):
+            if k not in p: add(f"entries without '{k}'", i)
+        if "score" in p and not _real(p["score"]): add("entries whose score is not a finite number", i, repr(p["score"]))
+        im = None
+        if "image_id" in p and imgs is not None:
+            im = imgs.get(p["image_id"])
+            if im is None: add("entries whose image_id is not in the ground truth", i, p["image_id"])
+        if p.get("bbox") is None and p.get("segmentation") is None: add("entries with neither bbox nor segmentation", i)
+        b = p.get("bbox")
+        if b is not None and not (isinstance(b, (list, tuple)) and len(b) == 4 and all(map(_real, b)) and b[2] >= 0 and b[3] >= 0):
+            add("entries whose bbox is not 4 finite numbers [x, y, w, h] with w, h >= 0", i, b if len(str(b)) < 40 else "…")
+        segs.append(p.get("segmentation")); sizes.append((im["height"], im["width"]) if im else None)
+    for i, why in segmentation_problems(segs, sizes).items(): add("entries whose segmentation cannot be decoded", i, why)
+    return [f"{kind}: {_ids_in_order(v)}" for kind, v in bad.items()]
+
+def _ids_in_order(xs, n=5): return ", ".join(xs[:n]) + (f" … ({len(xs)} in all)" if len(xs) > n else "")
+
+# %% ../nbs/01_data.ipynb #5d250752
+def validate_results(preds, # COCO results list, or a JSON file holding one
+                     gt=None, # ground truth (COCO instances dict or file): image ids must be its images
+                     path=None, # file named in the error (default: `preds` when it is a path)
+                    ) -> list:
+    "Raise `AnnotationError` (naming the file) listing every problem of a COCO results list; return the list when valid."
+    if isinstance(preds, (str, Path)):
+        path = path or preds
+        try: preds = read_json(preds)
+        except CutlerError as e: raise AnnotationError(str(e).split(": ", 1)[-1], path) from None
+    if isinstance(gt, (str, Path)): gt = read_coco(gt)
+    probs = results_problems(preds, gt)
+    if probs: raise AnnotationError(probs[0] if len(probs) == 1 and not isinstance(preds, list) else
+                                    "invalid COCO results file:\n  - " + "\n  - ".join(probs), path)
+    return preds
 
 # %% ../nbs/01_data.ipynb #b4caef71
 def subset_coco(d:dict, # COCO instances dict
@@ -228,4 +410,5 @@ def sample_dataset(name:str="coco_val_mini", # "coco_val_mini" (42 val2017 photo
     for must in [root/"annotations.json"] + ([labels] if labels else []):
         if not must.exists(): raise CutlerError("bundled sample is missing (broken install?)", must)
     return SampleDataset(root/"images", root/"annotations.json", name, labels)
+
 

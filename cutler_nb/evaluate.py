@@ -7,12 +7,11 @@ from __future__ import annotations
 import contextlib, copy, csv, io, json
 from pathlib import Path
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from fastcore.script import call_parse, Param
-from .core import AnnotationError, CutlerError, read_json, atomic_write_json, atomic_write_text, get_logger, table_csv, table_markdown
-from .data import read_coco, validate_coco, ann_to_rle
+from .core import AnnotationError, CutlerError, read_json, atomic_write_json, atomic_write_text, get_logger, table_csv, table_markdown, write_table, run_cli
+from .data import read_coco, validate_coco, validate_results, ann_to_rle, mask_to_rle, rle_to_mask, seg_area, seg_bbox
 from .overlap import SPLITS, CRITERIA, overlap_flags, overlap_split
 
 # %% auto #0
@@ -36,31 +35,31 @@ def class_agnostic(gt:dict, # COCO instances dict (not modified)
         a["category_id"] = 1; a["iscrowd"] = int(bool(a.get("iscrowd", 0)))
         if "area" not in a:
             im = imgs[a["image_id"]]
-            a["area"] = (float(mask_utils.area(_rle_bytes(ann_to_rle(a["segmentation"], im["height"], im["width"]))))
-                         if a.get("segmentation") else float(a["bbox"][2] * a["bbox"][3]))
+            a["area"] = seg_area(a["segmentation"], im["height"], im["width"]) if a.get("segmentation") else float(a["bbox"][2] * a["bbox"][3])
         anns.append(a)
     out["annotations"], out["categories"] = anns, copy.deepcopy(AGNOSTIC_CATEGORIES)
     return out
 
-def _rle_bytes(r:dict) -> dict:
-    c = r["counts"]; return dict(size=list(r["size"]), counts=c.encode("ascii") if isinstance(c, str) else c)
-
 # %% ../nbs/10_evaluate.ipynb #0ebadfe9
-def _instances_to_results(d:dict, gt:dict, score:float, path) -> list[dict]:
+def _instances_to_results(d:dict, gt:dict, score:float) -> list[dict]:
+    "Each annotation of an instances dict as a detection with a constant score (crowds kept, to be dropped after validation)."
     gt_ids = {im["id"] for im in gt["images"]}
-    ids = {a["image_id"] for a in d["annotations"]}
-    remap = None
-    if not ids <= gt_ids and d.get("images"):
+    ids = {a.get("image_id") for a in d["annotations"] if isinstance(a, dict)}
+    remap = {}
+    if not ids <= gt_ids and d.get("images"):   # other image ids, same file names: match by name
         by_name = {Path(im["file_name"]).name: im["id"] for im in gt["images"]}
-        names = {im["id"]: Path(im.get("file_name", "")).name for im in d["images"]}
+        names = {im.get("id"): Path(im.get("file_name", "")).name for im in d["images"] if isinstance(im, dict)}
         if all(names.get(i) in by_name for i in ids): remap = {i: by_name[names[i]] for i in ids}
-    dets = []
-    for a in d["annotations"]:
-        if a.get("iscrowd", 0): continue
-        det = {k: copy.deepcopy(a[k]) for k in ("image_id", "bbox", "segmentation") if k in a}
-        if remap: det["image_id"] = remap[det["image_id"]]
-        det["score"] = float(score); dets.append(det)
-    return dets
+    return [dict({k: a[k] for k in ("image_id", "category_id", "bbox", "segmentation", "iscrowd") if k in a},
+                 image_id=remap.get(a.get("image_id"), a.get("image_id")), score=float(score)) if isinstance(a, dict) else a
+            for a in d["annotations"]]
+
+def _detection(p:dict, im:dict) -> dict:
+    "A validated entry as a class-agnostic detection: compressed-RLE mask, box (from the mask when missing)."
+    det = dict(image_id=p["image_id"], category_id=1, score=float(p["score"]))
+    if p.get("segmentation") is not None: det["segmentation"] = ann_to_rle(p["segmentation"], im["height"], im["width"])
+    det["bbox"] = [float(v) for v in p["bbox"]] if p.get("bbox") is not None else seg_bbox(det["segmentation"])
+    return det
 
 def load_predictions(preds, # COCO results list, COCO instances dict, or a JSON file of either
                      gt:dict, # the ground truth (COCO instances dict) the detections refer to
@@ -76,33 +75,10 @@ def load_predictions(preds, # COCO results list, COCO instances dict, or a JSON 
     if isinstance(preds, dict):
         if not isinstance(preds.get("annotations"), list):
             raise AnnotationError("is neither a COCO results list (a list of detections) nor a COCO instances file (no 'annotations' list)", path)
-        preds = _instances_to_results(preds, gt, score, path)
-    if not isinstance(preds, list):
-        raise AnnotationError(f"is not a list of detections (top level is a {type(preds).__name__})", path)
+        preds = _instances_to_results(preds, gt, score)
+    validate_results(preds, gt, path)   # finite scores, known image ids, sane boxes, decodable masks of the right size
     imgs = {im["id"]: im for im in gt["images"]}
-    bad_keys, unknown, bad_size, out = [], set(), [], []
-    for i, p in enumerate(preds):
-        if not isinstance(p, dict) or "image_id" not in p or "score" not in p or not ("bbox" in p or "segmentation" in p):
-            bad_keys.append(i); continue
-        if p["image_id"] not in imgs: unknown.add(p["image_id"]); continue
-        im = imgs[p["image_id"]]; h, w = im["height"], im["width"]
-        det = dict(image_id=p["image_id"], category_id=1, score=float(p["score"]))
-        if p.get("segmentation") is not None:
-            try: rle = ann_to_rle(p["segmentation"], h, w)
-            except (ValueError, TypeError, KeyError) as e: raise AnnotationError(f"detection #{i}: cannot read its segmentation ({e!r})", path) from None
-            if list(rle["size"]) != [h, w]: bad_size.append(f"#{i} ({rle['size'][0]}x{rle['size'][1]} vs image {h}x{w})"); continue
-            det["segmentation"] = rle
-        try: det["bbox"] = ([float(v) for v in p["bbox"]] if p.get("bbox") is not None and len(p["bbox"]) == 4
-                            else mask_utils.toBbox(_rle_bytes(det["segmentation"])).tolist() if "segmentation" in det else None)
-        except (TypeError, ValueError): det["bbox"] = None
-        if det["bbox"] is None: bad_keys.append(i); continue
-        out.append(det)
-    if bad_keys: raise AnnotationError(f"is not a list of detections: {len(bad_keys)} entries lack image_id, score or bbox/segmentation "
-                                       f"(first: #{', #'.join(map(str, bad_keys[:5]))})", path)
-    if unknown: raise AnnotationError(f"detections refer to image ids that are not in the ground truth: "
-                                      f"{', '.join(map(str, sorted(unknown, key=str)[:8]))}{' …' if len(unknown) > 8 else ''}", path)
-    if bad_size: raise AnnotationError(f"masks whose size differs from their image: {', '.join(bad_size[:5])}", path)
-    return out
+    return [_detection(p, imgs[p["image_id"]]) for p in preds if not p.get("iscrowd", 0)]
 
 # %% ../nbs/10_evaluate.ipynb #472d4420
 def gt_as_results(gt:dict, # COCO instances dict
@@ -161,6 +137,7 @@ def _split_gts(gt:dict, splits, criterion:str, min_pixels:int) -> dict:
 def _read_gt(gt):
     return (read_coco(gt), str(gt)) if isinstance(gt, (str, Path)) else (validate_coco(gt), None)
 
+# %% ../nbs/10_evaluate.ipynb #ac0e8a07
 def evaluate(gt, # ground truth: COCO instances dict or file (any categories; never modified)
              preds, # COCO results list, instances dict (pseudo-labels) or a JSON file of either
              iou_type:str="bbox", # "bbox" or "segm"
@@ -174,6 +151,7 @@ def evaluate(gt, # ground truth: COCO instances dict or file (any categories; ne
     gt, _ = _read_gt(gt); gt = class_agnostic(gt)
     return coco_eval(_split_gts(gt, [split], criterion, min_pixels)[split], load_predictions(preds, gt, score), iou_type)
 
+# %% ../nbs/10_evaluate.ipynb #05cb69b5
 def evaluate_models(gt, # ground truth: COCO instances dict or file
                     preds:list, # one predictions source per model (see `load_predictions`)
                     names:list|None=None, # one column name per model; default: file stems or model0, model1, …
@@ -215,20 +193,18 @@ def perturb_predictions(gt:dict, # COCO instances dict
         if a.get("iscrowd", 0) or rng.random() < drop: continue
         im = imgs[a["image_id"]]; h, w = im["height"], im["width"]; x, y, bw, bh = a["bbox"]
         dx, dy = (rng.normal(0, jitter, 2) * [bw, bh]).round().astype(int)
-        m = mask_utils.decode(_rle_bytes(ann_to_rle(a["segmentation"], h, w)))
-        m = np.roll(np.roll(m, dy, 0), dx, 1)
+        m = np.roll(np.roll(rle_to_mask(a["segmentation"], h, w), dy, 0), dx, 1)
         s = np.exp(rng.normal(0, jitter, 2))
         bx = [float(np.clip(x + dx, 0, w - 1)), float(np.clip(y + dy, 0, h - 1))]
         bx += [float(min(bw * s[0], w - bx[0])), float(min(bh * s[1], h - bx[1]))]
-        rle = mask_utils.encode(np.asfortranarray(m)); rle["counts"] = rle["counts"].decode("ascii")
-        out.append(dict(image_id=a["image_id"], category_id=1, bbox=bx, segmentation=rle, score=float(rng.uniform(0.3, 1))))
+        out.append(dict(image_id=a["image_id"], category_id=1, bbox=bx, segmentation=mask_to_rle(m), score=float(rng.uniform(0.3, 1))))
     for im in gt["images"]:
         h, w = im["height"], im["width"]
         for _ in range(n_false):
             bw, bh = rng.integers(8, max(9, w // 3)), rng.integers(8, max(9, h // 3)); x, y = rng.integers(0, w - bw), rng.integers(0, h - bh)
             m = np.zeros((h, w), np.uint8); m[y:y + bh, x:x + bw] = 1
-            rle = mask_utils.encode(np.asfortranarray(m)); rle["counts"] = rle["counts"].decode("ascii")
-            out.append(dict(image_id=im["id"], category_id=1, bbox=[float(x), float(y), float(bw), float(bh)], segmentation=rle, score=float(rng.uniform(0, .6))))
+            out.append(dict(image_id=im["id"], category_id=1, bbox=[float(x), float(y), float(bw), float(bh)], segmentation=mask_to_rle(m),
+                            score=float(rng.uniform(0, .6))))
     return out
 
 # %% ../nbs/10_evaluate.ipynb #d829e5eb
@@ -263,11 +239,12 @@ def plot_results(res:dict, # output of `evaluate_models`
                 bars = ax.bar(x + (k - (len(names) - 1) / 2) * wd, v, wd, label=n)
                 ax.bar_label(bars, fmt="%.1f", fontsize=7)
             ax.set_xticks(x, [_SHORT[s] for s in splits], fontsize=8)
-            ax.set_title(f"{t}: {m} (%)", fontsize=10); ax.set_ylim(0, 105)
-    axs[0, -1].legend(fontsize=8, loc="upper right")
+            ax.set_title(f"{t}: {m} (%)", fontsize=10); ax.set_ylim(0, 125)   # headroom for the legend
+    axs[0, -1].legend(fontsize=8, loc="upper center", ncol=min(len(names), 3))
     fig.tight_layout()
     return fig
 
+# %% ../nbs/10_evaluate.ipynb #d1418adb
 def write_results(res:dict, # output of `evaluate_models`
                   out, # output folder (e.g. a run folder): metrics.json, tables/, figures/ go here
                  ) -> dict:
@@ -279,14 +256,13 @@ def write_results(res:dict, # output of `evaluate_models`
     for n, per in res["models"].items():
         for t, ps in per.items():
             for s, m in ps.items(): long.append([n, t, s, *[_pct(m[k]) for k in METRICS]])
-    paths["metrics_csv"] = atomic_write_text(table_csv(long), out/"tables"/"metrics.csv")
+    paths["metrics_csv"], paths["metrics_md"] = write_table(long, out/"tables"/"metrics")
     crit = f"criterion {res['criterion']}" + (f", > {res['min_pixels']} px" if res["criterion"] == "mask" else "")
     for t in res["iou_types"]:
         rows = results_table(res, t)
         cap = (f"Table: AP, AP50 (%) of class-agnostic evaluation ({t}) on {res['n_images']} images; "
                f"instances per split: " + ", ".join(f"{s} {n}" for s, n in res["n_instances"].items()) + f" (overlap {crit}).")
-        paths[f"{t}_csv"] = atomic_write_text(table_csv(rows), out/"tables"/f"eval_{t}.csv")
-        paths[f"{t}_md"] = atomic_write_text(table_markdown(rows, cap), out/"tables"/f"eval_{t}.md")
+        paths[f"{t}_csv"], paths[f"{t}_md"] = write_table(rows, out/"tables"/f"eval_{t}", cap)
     paths["figure"] = save_figure(plot_results(res), out/"figures"/"eval_ap.png")
     return paths
 
@@ -296,6 +272,7 @@ def _csv_list(s) -> list[str]:
     if isinstance(s, (list, tuple)): return [x for v in s for x in _csv_list(v)]
     return [x.strip() for x in str(s).split(",") if x.strip()]
 
+# %% ../nbs/10_evaluate.ipynb #25e68513
 def evaluate_files(gt, # ground-truth COCO instances JSON
                    pred:list, # prediction files (results lists or instances files)
                    names=None, # column names (list or comma-separated), one per prediction file
@@ -314,6 +291,7 @@ def evaluate_files(gt, # ground-truth COCO instances JSON
     write_results(res, out)
     return res
 
+# %% ../nbs/10_evaluate.ipynb #5b01997b
 @call_parse
 def eval_cli(gt:str=None, # ground-truth COCO instances JSON (any categories; never modified)
              pred:Param("prediction file(s): COCO results lists or instances files (pseudo-labels); repeat --pred or list several",
@@ -327,8 +305,5 @@ def eval_cli(gt:str=None, # ground-truth COCO instances JSON (any categories; ne
              out:str="eval", # output folder: metrics.json, tables/, figures/
             ):
     "Class-agnostic COCO evaluation of one or more prediction files, on all / non-overlapping / overlapping instances."
-    import sys
-    try: res = evaluate_files(gt, pred, names, splits, iou_type, criterion, min_pixels, score, out)
-    except (CutlerError, ValueError) as e:
-        print(f"cutler-eval: error: {e}", file=sys.stderr); sys.exit(1)
+    res = run_cli("cutler-eval", evaluate_files, gt, pred, names, splits, iou_type, criterion, min_pixels, score, out)
     for t in res["iou_types"]: print(Path(out, "tables", f"eval_{t}.md").read_text())

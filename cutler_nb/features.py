@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from fastcore.basics import patch
 from .core import CutlerError, WeightsNotFoundError, get_device, get_logger
 
 # %% auto #0
@@ -45,14 +46,17 @@ def _spec(name:str) -> dict:
 class BadWeightsError(CutlerError):
     "A weights file could not be read, or its tensors do not fit the backbone's architecture."
 
+# %% ../nbs/02_features.ipynb #cea56b1a
 def is_offline() -> bool:
     "True when `HF_HUB_OFFLINE` or `CUTLER_NB_OFFLINE` is set to 1/true/yes/on: never use the network."
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "CUTLER_NB_OFFLINE"))
 
+# %% ../nbs/02_features.ipynb #7a352b99
 def hub_checkpoint_dir() -> Path:
     "torch hub's checkpoint cache, where `torch.hub.load_state_dict_from_url` keeps downloads."
     return Path(torch.hub.get_dir())/"checkpoints"
 
+# %% ../nbs/02_features.ipynb #b946be6e
 def resolve_weights(name:str, # a key of `BACKBONES`
                     weights=None, # explicit checkpoint path; must exist
                     download:bool=True, # allowed to download the official file when it is not found locally
@@ -104,6 +108,7 @@ def _torch_load(path) -> dict:
     get_logger().warning("%s holds non-tensor objects and was loaded with full unpickling (only use files you trust)", path)
     return sd
 
+# %% ../nbs/02_features.ipynb #cbaae863
 def unwrap_state_dict(sd:dict, # a loaded checkpoint: bare state dict or DINO/DDP wrapper
                      ) -> dict:
     "The backbone tensors of a checkpoint: teacher/model/state_dict unwrapped, `module.`/`backbone.` stripped, `head.*` dropped."
@@ -118,6 +123,7 @@ def unwrap_state_dict(sd:dict, # a loaded checkpoint: bare state dict or DINO/DD
         out[k] = v
     return out
 
+# %% ../nbs/02_features.ipynb #77d4919d
 def _check_fit(expected:dict, sd:dict, name:str, path, optional=()) -> None:
     missing = [k for k in expected if k not in sd and not k.endswith(tuple(optional))]
     unexpected = [k for k in sd if k not in expected]
@@ -235,27 +241,35 @@ class ViTBackbone(Backbone):
         B, N, _ = t.shape
         return blk.attn.qkv(blk.norm1(t)).reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 1, 3, 4)
 
-    def forward_features(self, x:torch.Tensor, # normalised batch (B, 3, H, W)
-                         facet:str="k", # "k", "q", "v" (heads concatenated) or "token" (block output)
-                         layer:int=-1, # block index, -1 = last
-                        ) -> torch.Tensor:
-        "Patch features of one facet of block `layer`, CLS dropped: (B, C, h, w)."
-        x = self._check(x, facet)
-        h, w = self.grid_size(*x.shape[-2:])
-        t, blk = self._run_to(x, layer)
-        if facet == "token": f = blk(t)
-        else: f = self._qkv(t, blk)["qkv".index(facet)].flatten(2)
-        return f[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, h, w)
+# %% ../nbs/02_features.ipynb #8a55b6ae
+@patch
+def forward_features(self:ViTBackbone,
+                     x:torch.Tensor, # normalised batch (B, 3, H, W)
+                     facet:str="k", # "k", "q", "v" (heads concatenated) or "token" (block output)
+                     layer:int=-1, # block index, -1 = last
+                    ) -> torch.Tensor:
+    "Patch features of one facet of block `layer`, CLS dropped: (B, C, h, w)."
+    x = self._check(x, facet)
+    h, w = self.grid_size(*x.shape[-2:])
+    t, blk = self._run_to(x, layer)
+    if facet == "token": f = blk(t)
+    else: f = self._qkv(t, blk)["qkv".index(facet)].flatten(2)
+    return f[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, h, w)
 
-    def cls_attention(self, x:torch.Tensor, layer:int=-1) -> torch.Tensor:
-        "Attention of the CLS token to every patch in block `layer`, per head: (B, heads, h, w)."
-        x = self._check(x)
-        h, w = self.grid_size(*x.shape[-2:])
-        t, blk = self._run_to(x, layer)
-        q, k, _ = self._qkv(t, blk).transpose(2, 3)       # (B, heads, tokens, head_dim)
-        q, k = blk.attn.q_norm(q), blk.attn.k_norm(k)
-        a = ((q[:, :, :1].float() * blk.attn.scale) @ k.float().transpose(-2, -1)).softmax(-1)
-        return a[:, :, 0, 1:].reshape(x.shape[0], self.num_heads, h, w)
+# %% ../nbs/02_features.ipynb #6c814f05
+@patch
+def cls_attention(self:ViTBackbone,
+                  x:torch.Tensor, # normalised batch (B, 3, H, W)
+                  layer:int=-1, # block index, -1 = last
+                 ) -> torch.Tensor:
+    "Attention of the CLS token to every patch in block `layer`, per head: (B, heads, h, w)."
+    x = self._check(x)
+    h, w = self.grid_size(*x.shape[-2:])
+    t, blk = self._run_to(x, layer)
+    q, k, _ = self._qkv(t, blk).transpose(2, 3)       # (B, heads, tokens, head_dim)
+    q, k = blk.attn.q_norm(q), blk.attn.k_norm(k)
+    a = ((q[:, :, :1].float() * blk.attn.scale) @ k.float().transpose(-2, -1)).softmax(-1)
+    return a[:, :, 0, 1:].reshape(x.shape[0], self.num_heads, h, w)
 
 # %% ../nbs/02_features.ipynb #eb26591e
 _RGB2XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
@@ -293,32 +307,43 @@ class ClassicBackbone(Backbone):
         sd = (F.avg_pool2d(lab * lab, p, p) - mu * mu).clamp_min(0).sqrt()
         return mu, sd
 
-    def forward_features(self, x:torch.Tensor, facet:str="k", layer:int=-1) -> torch.Tensor:
-        "Standardised, weighted [Lab mean, Lab std, x, y] per patch: (B, 8, h, w). `facet` and `layer` are accepted and ignored."
-        x = self._check(x, facet)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            mu, sd = self._patch_lab(x)
-            B, _, h, w = mu.shape
-            ys = torch.linspace(-1, 1, h, device=x.device) if h > 1 else torch.zeros(1, device=x.device)
-            xs = torch.linspace(-1, 1, w, device=x.device) if w > 1 else torch.zeros(1, device=x.device)
-            pos = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0)[None].expand(B, 2, h, w)
-            f = torch.cat([mu, sd, pos], 1)
-            m, s = f.mean((2, 3), keepdim=True), f.std((2, 3), keepdim=True, unbiased=False)
-            # a channel that is constant over the image (uniform colour, a one-patch-wide image) carries no information
-            z = torch.where(s > 1e-4, (f - m) / s.clamp_min(1e-4), torch.zeros_like(f))
-            wts = torch.tensor([1, 1, 1] + [self.std_weight] * 3 + [self.pos_weight] * 2, device=x.device, dtype=z.dtype)
-            return z * wts[:, None, None]
+# %% ../nbs/02_features.ipynb #85a47007
+@patch
+def forward_features(self:ClassicBackbone,
+                     x:torch.Tensor, # normalised batch (B, 3, H, W)
+                     facet:str="k", # accepted and ignored: every facet is the same
+                     layer:int=-1, # accepted and ignored
+                    ) -> torch.Tensor:
+    "Standardised, weighted [Lab mean, Lab std, x, y] per patch: (B, 8, h, w). `facet` and `layer` are accepted and ignored."
+    x = self._check(x, facet)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        mu, sd = self._patch_lab(x)
+        B, _, h, w = mu.shape
+        ys = torch.linspace(-1, 1, h, device=x.device) if h > 1 else torch.zeros(1, device=x.device)
+        xs = torch.linspace(-1, 1, w, device=x.device) if w > 1 else torch.zeros(1, device=x.device)
+        pos = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0)[None].expand(B, 2, h, w)
+        f = torch.cat([mu, sd, pos], 1)
+        m, s = f.mean((2, 3), keepdim=True), f.std((2, 3), keepdim=True, unbiased=False)
+        # a channel that is constant over the image (uniform colour, a one-patch-wide image) carries no information
+        z = torch.where(s > 1e-4, (f - m) / s.clamp_min(1e-4), torch.zeros_like(f))
+        wts = torch.tensor([1, 1, 1] + [self.std_weight] * 3 + [self.pos_weight] * 2, device=x.device, dtype=z.dtype)
+        return z * wts[:, None, None]
 
-    def cls_attention(self, x:torch.Tensor, layer:int=-1) -> torch.Tensor:
-        "Colour-contrast saliency: Lab distance of each patch from the mean border colour, summing to 1: (B, 1, h, w)."
-        x = self._check(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            mu, _ = self._patch_lab(x)
-            border = torch.ones_like(mu[:1, :1], dtype=torch.bool)
-            border[..., 1:-1, 1:-1] = False
-            bg = (mu * border).sum((2, 3), keepdim=True) / border.sum()
-            d = (mu - bg).norm(dim=1, keepdim=True)
-            return d / d.sum((2, 3), keepdim=True).clamp_min(1e-12)
+# %% ../nbs/02_features.ipynb #330d46a9
+@patch
+def cls_attention(self:ClassicBackbone,
+                  x:torch.Tensor, # normalised batch (B, 3, H, W)
+                  layer:int=-1, # accepted and ignored
+                 ) -> torch.Tensor:
+    "Colour-contrast saliency: Lab distance of each patch from the mean border colour, summing to 1: (B, 1, h, w)."
+    x = self._check(x)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        mu, _ = self._patch_lab(x)
+        border = torch.ones_like(mu[:1, :1], dtype=torch.bool)
+        border[..., 1:-1, 1:-1] = False
+        bg = (mu * border).sum((2, 3), keepdim=True) / border.sum()
+        d = (mu - bg).norm(dim=1, keepdim=True)
+        return d / d.sum((2, 3), keepdim=True).clamp_min(1e-12)
 
 # %% ../nbs/02_features.ipynb #3c1579a0
 def build_vit(name:str) -> torch.nn.Module:
@@ -327,6 +352,7 @@ def build_vit(name:str) -> torch.nn.Module:
     spec = _spec(name)
     return timm.create_model(spec["arch"], pretrained=False, num_classes=0, dynamic_img_size=True, **spec.get("timm", {}))
 
+# %% ../nbs/02_features.ipynb #5d5d5e56
 def load_backbone(name:str="dino_vitb8", # a key of `BACKBONES` ("dino_vitb8" is MaskCut's)
                   pretrained:bool=True, # load the DINO weights (error if not found); False: random init, for tests only
                   weights=None, # explicit checkpoint path (see `resolve_weights`)

@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from .core import get_device
 
 # %% auto #0
-__all__ = ['EPS', 'SOLVERS', 'log', 'cosine_similarity', 'above_tau', 'affinity', 'affinity_batch', 'degree', 'degenerate_reason',
+__all__ = ['EPS', 'SOLVERS', 'cosine_similarity', 'above_tau', 'affinity', 'affinity_batch', 'degree', 'degenerate_reason',
            'features_reason', 'canonical_sign', 'second_smallest_eigvec', 'bipartition', 'second_smallest_eigvec_batch',
            'ncut']
 
-# %% ../nbs/04_ncut.ipynb #e8317ef2
+# %% ../nbs/04_ncut.ipynb #bb5e476e
 EPS = 1e-5   # weight of a "dissimilar" edge: keeps the graph connected, so D is invertible
 SOLVERS = ("dense", "arpack", "torch")
-log = logging.getLogger("cutler_nb.ncut")
+_log = logging.getLogger("cutler_nb.ncut")
 
 # %% ../nbs/04_ncut.ipynb #eef73afc
 def _as_nc(feats, channels_first:bool=True) -> torch.Tensor:
@@ -37,6 +37,7 @@ def cosine_similarity(feats, # (C, h, w) or (C, N) patch features; (N, C) with `
     f = F.normalize(_as_nc(feats, channels_first), p=2, dim=1)
     return f @ f.T
 
+# %% ../nbs/04_ncut.ipynb #0a6834ee
 def above_tau(feats:torch.Tensor, # (B, C, h, w) or (B, C, N) features, on any device
               tau:float=0.15, # cosine threshold
              ) -> torch.Tensor:
@@ -45,6 +46,7 @@ def above_tau(feats:torch.Tensor, # (B, C, h, w) or (B, C, N) features, on any d
     f = F.normalize(f.reshape(f.shape[0], f.shape[1], -1).float(), p=2, dim=1)
     return (f.transpose(1, 2) @ f) > tau
 
+# %% ../nbs/04_ncut.ipynb #50e40467
 def affinity(feats, # (C, h, w) or (C, N) patch features; (N, C) with `channels_first=False`
              tau:float=0.15, # cosine threshold: edges above it weigh 1, the others `eps`
              eps:float=EPS, # weight of a below-threshold edge
@@ -54,6 +56,7 @@ def affinity(feats, # (C, h, w) or (C, N) patch features; (N, C) with `channels_
     f = _as_nc(feats, channels_first)
     return np.where(above_tau(f.T[None], tau)[0].cpu().numpy(), 1.0, eps)
 
+# %% ../nbs/04_ncut.ipynb #ccb8c80c
 def affinity_batch(feats:torch.Tensor, # (B, C, h, w) or (B, C, N) features, on any device
                    tau:float=0.15, # cosine threshold
                    eps:float=EPS, # weight of a below-threshold edge
@@ -63,6 +66,7 @@ def affinity_batch(feats:torch.Tensor, # (B, C, h, w) or (B, C, N) features, on 
     up = above_tau(feats, tau)
     return torch.where(up, torch.ones((), dtype=dtype, device=up.device), torch.full((), eps, dtype=dtype, device=up.device))
 
+# %% ../nbs/04_ncut.ipynb #c2e17cb1
 def degree(A:np.ndarray) -> np.ndarray:
     "The degrees d_i = Σ_j W_ij (the diagonal of D)."
     return np.asarray(A).sum(axis=1)
@@ -83,6 +87,7 @@ def degenerate_reason(A:np.ndarray|torch.Tensor, # affinity matrix (N×N)
         return f"all {n} nodes are alike (uniform affinity {float(A.flatten()[0]):g}): nothing to cut, e.g. a uniform image"
     return None
 
+# %% ../nbs/04_ncut.ipynb #e40edbde
 def features_reason(feats) -> str|None:
     "Why features cannot be cut at all (non-finite values), else None."
     f = torch.as_tensor(feats)
@@ -99,6 +104,7 @@ def canonical_sign(x:np.ndarray, # eigenvector
     i = int(np.argmax(a >= a.max() * (1 - rtol)))
     return -x if x[i] < 0 else x
 
+# %% ../nbs/04_ncut.ipynb #1b4a7735
 def _dense(A):
     d = degree(A)
     _, V = scipy.linalg.eigh(np.diag(d) - A, np.diag(d), subset_by_index=[1, 1])
@@ -113,6 +119,7 @@ def _arpack(A, tol=0.0):
     mu, V = scipy.sparse.linalg.eigsh(Nm, k=2, which="LA", v0=v0, tol=tol)
     return s * V[:, np.argsort(mu)[0]]   # the smaller of the two largest μ = 1 - λ₂
 
+# %% ../nbs/04_ncut.ipynb #278d3e5a
 def second_smallest_eigvec(A:np.ndarray, # affinity matrix W (N×N, symmetric, positive)
                            solver:str="dense", # "dense" (reference), "arpack" or "torch"
                            device="cpu", # for solver="torch"
@@ -121,12 +128,13 @@ def second_smallest_eigvec(A:np.ndarray, # affinity matrix W (N×N, symmetric, p
     if solver not in SOLVERS: raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     why = degenerate_reason(A)
     if why is not None:
-        log.info("no normalized cut: %s", why); return None
+        _log.info("no normalized cut: %s", why); return None
     A = np.asarray(A, dtype=np.float64)
     if solver == "torch": return second_smallest_eigvec_batch(A[None], device=device)[0]
     x = _dense(A) if solver == "dense" else _arpack(A)
     return canonical_sign(x)
 
+# %% ../nbs/04_ncut.ipynb #fc43ed19
 def bipartition(x:np.ndarray) -> np.ndarray:
     "MaskCut's split: the nodes whose eigenvector entry exceeds the mean."
     x = np.asarray(x)
@@ -147,6 +155,7 @@ def _ritz_top(Q, W, k:int):
     u = torch.einsum("bkn,bk->bn", Qk, y); Nu = torch.einsum("bkn,bk->bn", Wk, y)
     return u, th, (Nu - th[:, None] * u).norm(dim=-1)
 
+# %% ../nbs/04_ncut.ipynb #5c3f3137
 def _lanczos_top(Nm, v1, iters:int, gen,
                  tol:float=0.0, # stop a graph once its residual is at most this, or at most 10·tol and no longer falling (0: run all `iters` steps)
                  check:int=10, # steps between convergence checks
@@ -190,6 +199,21 @@ def _lanczos_top(Nm, v1, iters:int, gen,
         q = w / nrm
     return U, TH, RES, steps
 
+# %% ../nbs/04_ncut.ipynb #65c82d73
+def _usable(A:torch.Tensor) -> list[int]:
+    "Indices of the graphs of a (B, N, N) stack that can be cut; the others are logged with the reason."
+    ok = []
+    if A.shape[-1] < 3 or A.shape[-1] != A.shape[-2]: flagged = range(len(A))
+    else:   # one batched pass finds the (rare) degenerate graphs; only those are examined for the reason
+        flat = A.reshape(len(A), -1)
+        flagged = (~torch.isfinite(flat.sum(-1)) | (flat == flat[:, :1]).all(-1)).nonzero()[:, 0].tolist()
+    for b in range(len(A)):
+        why = degenerate_reason(A[b]) if b in flagged else None
+        if why is None: ok.append(b)
+        else: _log.info("no normalized cut for graph %d: %s", b, why)
+    return ok
+
+# %% ../nbs/04_ncut.ipynb #de332bbb
 def second_smallest_eigvec_batch(A, # (B, N, N) affinity matrices (numpy or torch)
                                  device="auto", # where to solve ("auto": CUDA when present)
                                  dtype=None, # default float64 on CPU, float32 on CUDA
@@ -204,15 +228,7 @@ def second_smallest_eigvec_batch(A, # (B, N, N) affinity matrices (numpy or torc
     if A.ndim != 3: raise ValueError(f"expected a (B, N, N) stack of affinity matrices, got shape {tuple(A.shape)}")
     dtype = dtype or (torch.float64 if dev.type == "cpu" else torch.float32)
     tol = tol if tol is not None else (1e-10 if dtype == torch.float64 else 1e-5)
-    out, ok = [None] * len(A), []
-    if A.shape[-1] < 3 or A.shape[-1] != A.shape[-2]: flagged = range(len(A))
-    else:   # one batched pass finds the (rare) degenerate graphs; only those are examined for the reason
-        flat = A.reshape(len(A), -1)
-        flagged = (~torch.isfinite(flat.sum(-1)) | (flat == flat[:, :1]).all(-1)).nonzero()[:, 0].tolist()
-    for b in range(len(A)):
-        why = degenerate_reason(A[b]) if b in flagged else None
-        if why is None: ok.append(b)
-        else: log.info("no normalized cut for graph %d: %s", b, why)
+    out, ok = [None] * len(A), _usable(A)
     if not ok: return out
     Ab = A[ok].to(dev, dtype)
     d = Ab.sum(-1); s = d.rsqrt()
@@ -223,7 +239,7 @@ def second_smallest_eigvec_batch(A, # (B, N, N) affinity matrices (numpy or torc
         # the normalised matrices are never formed: each product is scaled by s on both sides instead
         u, _, res, _ = _lanczos_top(Ab, v1, iters, gen, tol, check, scale=s)
         good = (res <= 10 * tol).cpu(); V[good.to(dev)] = u[good.to(dev)]; todo = ~good
-        if todo.any(): log.info("Lanczos did not converge for %d of %d graphs; solving them with eigh", int(todo.sum()), len(ok))
+        if todo.any(): _log.info("Lanczos did not converge for %d of %d graphs; solving them with eigh", int(todo.sum()), len(ok))
     elif method not in ("lanczos", "eigh"): raise ValueError(f"unknown method {method!r}; use 'lanczos' or 'eigh'")
     if todo.any():
         idx = todo.nonzero()[:, 0].to(dev)
@@ -241,6 +257,6 @@ def ncut(feats, # (C, h, w) or (C, N) features of one image
         ) -> np.ndarray|None:
     "Second-smallest eigenvector of the binarised-cosine graph of `feats` (shaped like the feature grid), or None."
     why = features_reason(feats)
-    if why is not None: log.info("no normalized cut: %s", why); return None
+    if why is not None: _log.info("no normalized cut: %s", why); return None
     x = second_smallest_eigvec(affinity(feats, tau), solver, device)
     return None if x is None else x.reshape(np.shape(feats)[1:])

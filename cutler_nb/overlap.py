@@ -20,6 +20,7 @@ CRITERIA = ("bbox", "mask")
 
 def _is_crowd(a:dict) -> bool: return bool(a.get("iscrowd", 0))
 
+# %% ../nbs/06_overlap.ipynb #3cf24233
 def _box_overlap(boxes:np.ndarray) -> np.ndarray:
     "n×n bool: which pairs of `[x, y, w, h]` boxes intersect with positive area (IoU > 0), diagonal False."
     n = len(boxes)
@@ -28,6 +29,7 @@ def _box_overlap(boxes:np.ndarray) -> np.ndarray:
     ov = iou > 0; np.fill_diagonal(ov, False)
     return ov
 
+# %% ../nbs/06_overlap.ipynb #4766b030
 def _mask_overlap(rles:list, min_pixels:int=0) -> np.ndarray:
     "n×n bool: which pairs of RLE masks share more than `min_pixels` pixels, diagonal False."
     n = len(rles); ov = np.zeros((n, n), bool)
@@ -40,7 +42,8 @@ def _mask_overlap(rles:list, min_pixels:int=0) -> np.ndarray:
     return ov
 
 # %% ../nbs/06_overlap.ipynb #609f2928
-def _as_coco(coco) -> tuple[dict, str|None]:
+def _coco_and_path(coco) -> tuple[dict, str|None]:
+    "The COCO dict and the file it came from (None for a dict given directly), for error messages."
     if isinstance(coco, dict): return coco, None
     return read_coco(coco), str(coco)
 
@@ -49,6 +52,7 @@ def _group_by_image(coco:dict) -> dict:
     for a in coco["annotations"]: by[a["image_id"]].append(a)
     return by
 
+# %% ../nbs/06_overlap.ipynb #2107363b
 def overlap_flags(coco:dict, # COCO instances dict (or path to one)
                   criterion:str="bbox", # "bbox": boxes intersect (IoU > 0); "mask": masks share > `min_pixels` pixels
                   min_pixels:int=0, # with criterion="mask": pixels two masks must share beyond this to overlap
@@ -56,7 +60,7 @@ def overlap_flags(coco:dict, # COCO instances dict (or path to one)
                  ) -> dict[int,bool]:
     "Annotation id → whether that (non-crowd) instance overlaps another non-crowd instance of its image; crowd → False."
     if criterion not in CRITERIA: raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    coco, path = _as_coco(coco)
+    coco, path = _coco_and_path(coco)
     imgs = {im["id"]: im for im in coco["images"]}
     flags = {}
     for img_id, anns in tqdm(_group_by_image(coco).items(), desc=f"overlap ({criterion})", disable=not progress):
@@ -84,6 +88,7 @@ def in_split(flag:bool, split:str) -> bool:
     if split not in SPLITS: raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split == "all" or (split == "only_overlap") == flag
 
+# %% ../nbs/06_overlap.ipynb #3db88d2a
 def overlap_split(coco:dict, # COCO instances dict (or path to one); never modified
                   split:str="no_overlap", # "all", "no_overlap" or "only_overlap"
                   criterion:str="bbox", # overlap criterion, see `overlap_flags`
@@ -94,7 +99,7 @@ def overlap_split(coco:dict, # COCO instances dict (or path to one); never modif
     "A copy of `coco` restricted to the instances of `split` (others dropped or marked `ignore: 1`)."
     if split not in SPLITS: raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    coco, _ = _as_coco(coco)
+    coco, _ = _coco_and_path(coco)
     if flags is None: flags = overlap_flags(coco, criterion, min_pixels)
     out = {k: copy.deepcopy(v) for k, v in coco.items() if k != "annotations"}
     anns, n_in, n_out = [], 0, 0
@@ -115,7 +120,7 @@ def overlap_summary(coco:dict, # COCO instances dict (or path to one)
                     min_pixels:int=0, # mask criterion threshold, see `overlap_flags`
                    ) -> list[dict]:
     "One row per image: `image_id`, `file_name`, `n_inst`, `n_crowd`, `n_box_ov`, `n_mask_ov`."
-    coco, _ = _as_coco(coco)
+    coco, _ = _coco_and_path(coco)
     fb, fm = overlap_flags(coco, "bbox"), overlap_flags(coco, "mask", min_pixels)
     by = _group_by_image(coco); rows = []
     for im in coco["images"]:
@@ -124,6 +129,7 @@ def overlap_summary(coco:dict, # COCO instances dict (or path to one)
                          n_box_ov=sum(fb[a["id"]] for a in inst), n_mask_ov=sum(fm[a["id"]] for a in inst)))
     return rows
 
+# %% ../nbs/06_overlap.ipynb #739ebef9
 def summary_totals(rows:list[dict]) -> dict:
     "Column sums of `overlap_summary` rows."
     return {k: sum(r[k] for r in rows) for k in ("n_inst", "n_crowd", "n_box_ov", "n_mask_ov")}

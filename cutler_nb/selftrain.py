@@ -4,35 +4,33 @@
 
 # %% ../nbs/09_selftrain.ipynb #df7beffd
 from __future__ import annotations
-import copy, csv, io, json
+import copy, csv, io, json, time
 from collections import defaultdict
 from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_utils
 from tqdm.auto import tqdm
-from fastcore.script import call_parse
-from .core import CutlerError, AnnotationError, atomic_write_json, atomic_write_text, read_json, run_dir, get_logger, write_table, dict_rows
-from .data import ann_to_rle, read_coco, write_coco, validate_coco, make_coco, mask_to_rle, rle_to_mask
+from fastcore.script import call_parse, bool_arg
+from fastcore.basics import str2bool
+from .core import CutlerError, AnnotationError, atomic_write_json, atomic_write_text, read_json, run_dir, get_logger, write_table, dict_rows, run_cli
+from .data import ann_to_rle, read_coco, write_coco, validate_coco, make_coco, mask_to_rle, rle_to_mask, validate_results
 from .viz import save_figure
 
 # %% auto #0
 __all__ = ['mask_ious', 'merge_pseudo_labels', 'support_ious', 'maskcut_filter', 'no_overlap_set', 'round_figure', 'selftrain',
-           'selftrain_cli', 'filter_cli']
+           'selftrain_cli', 'run_filter', 'filter_cli', 'maskcut_command', 'maskcut_sharded']
 
 # %% ../nbs/09_selftrain.ipynb #4a226892
-def _as_coco(x) -> dict:
+def _coco_dict(x) -> dict:
+    "A COCO instances dict from a dict (validated) or a file."
     if isinstance(x, dict): return validate_coco(x)
     return read_coco(x)
 
-def _as_results(x) -> list[dict]:
-    if isinstance(x, (list, tuple)): res, path = list(x), None
-    else:
-        path = x
-        try: res = read_json(x)
-        except CutlerError as e: raise AnnotationError(str(e).split(": ", 1)[-1], x) from None
-    if not isinstance(res, list): raise AnnotationError(f"a COCO results file is a list of detections, got a {type(res).__name__}", path)
-    bad = [i for i, r in enumerate(res) if not (isinstance(r, dict) and {"image_id", "segmentation", "score"} <= set(r))]
-    if bad: raise AnnotationError(f"detections without image_id/segmentation/score at positions {bad[:8]}", path)
+def _as_results(x, labels:dict) -> list[dict]:
+    "The detections of `x` (list or file), validated against `labels` (`data.validate_results`: ids known, scores finite, masks decodable at their image's size); each needs a mask."
+    res = validate_results(x, gt=labels)
+    bad = [i for i, r in enumerate(res) if r.get("segmentation") is None]
+    if bad: raise AnnotationError(f"detections without a segmentation at positions {bad[:8]}", _src(x))
     return res
 
 def _src(x): return None if isinstance(x, (dict, list, tuple)) else x   # the file to name in errors, if any
@@ -76,11 +74,8 @@ def merge_pseudo_labels(prev, # previous round's pseudo-labels: COCO dict or pat
                        ) -> dict:
     "CutLER's next-round pseudo-labels: confident predictions plus the previous masks none of them covers."
     src_l, src_p = _src(prev), _src(predictions)
-    prev, preds = _as_coco(prev), _as_results(predictions)
+    prev = _coco_dict(prev); preds = _as_results(predictions, prev)
     images = {im["id"]: im for im in prev["images"]}
-    unknown = sorted({p["image_id"] for p in preds if p["image_id"] not in images}, key=str)
-    if unknown: raise AnnotationError(f"predictions for images that the previous labels do not list: {unknown[:8]}"
-                                      f"{' …' if len(unknown) > 8 else ''} ({len(unknown)} images)", src_p)
     kept_preds, prev_anns = defaultdict(list), defaultdict(list)
     for i, p in enumerate(preds):
         if p["score"] >= score_thresh: kept_preds[p["image_id"]].append((p, _rle(p["segmentation"], images[p["image_id"]], f"detection {i}", src_p)))
@@ -111,7 +106,7 @@ def support_ious(pseudo, # MaskCut pseudo-labels: COCO dict or path
     "For every pseudo-label id, its highest IoU with a prediction (same image, score >= `score_thresh`); 0 when none."
     if criterion not in ("mask", "box"): raise ValueError(f"criterion must be 'mask' or 'box', got {criterion!r}")
     src_l, src_p = _src(pseudo), _src(predictions)
-    pseudo, preds = _as_coco(pseudo), _as_results(predictions)
+    pseudo = _coco_dict(pseudo); preds = _as_results(predictions, pseudo)
     images = {im["id"]: im for im in pseudo["images"]}
     by_img = defaultdict(list)
     for i, p in enumerate(preds):
@@ -135,7 +130,7 @@ def maskcut_filter(pseudo, # MaskCut pseudo-labels: COCO dict or path
                   ) -> tuple[dict, dict]:
     "The thesis's MaskCut filter: `(kept, removed)` pseudo-label files; a mask is kept when a confident enough prediction matches it."
     sup = support_ious(pseudo, predictions, score_thresh, criterion, progress)
-    pseudo = _as_coco(pseudo)
+    pseudo = _coco_dict(pseudo)
     kept, removed = [], []
     for a in pseudo["annotations"]:
         b = dict(copy.deepcopy(a), support_iou=round(sup[a["id"]], 6))
@@ -154,7 +149,7 @@ def no_overlap_set(coco, # pseudo-labels: COCO dict or path
                   ) -> dict:
     "The thesis's \"wo-ol\" training set: `coco` without the instances that overlap another instance of their image."
     from cutler_nb.overlap import overlap_split
-    coco = _as_coco(coco)
+    coco = _coco_dict(coco)
     out = overlap_split(coco, split="no_overlap", criterion=criterion, min_pixels=min_pixels, mode="drop")
     out["info"] = dict(description="cutler_nb no-overlap (wo-ol) training set", stage="no_overlap", criterion=criterion,
                        min_pixels=min_pixels, counts=dict(kept=len(out["annotations"]), dropped=len(coco["annotations"]) - len(out["annotations"])),
@@ -163,12 +158,9 @@ def no_overlap_set(coco, # pseudo-labels: COCO dict or path
 
 # %% ../nbs/09_selftrain.ipynb #854bee0d
 def _per_round(x, k:int):
-    "Value for round k (1-based) of a scalar or a per-round sequence (its last value repeats)."
-    if isinstance(x, (list, tuple)): return x[min(k, len(x)) - 1]
+    "Value for detector k (0-based) of a scalar or a per-detector sequence (its last value repeats)."
+    if isinstance(x, (list, tuple)): return x[min(k, len(x) - 1)]
     return x
-
-def _write_table(rows:list[dict], d:Path):
-    if rows: write_table(dict_rows(rows), d/"tables"/"selftrain")
 
 def round_figure(labels, # pseudo-labels written by `merge_pseudo_labels`: COCO dict or path
                  image_root, # folder the `file_name`s are relative to
@@ -177,7 +169,7 @@ def round_figure(labels, # pseudo-labels written by `merge_pseudo_labels`: COCO 
     "Figure of the first `n` images' labels: kept predictions in green, surviving old masks in orange."
     from cutler_nb.data import load_image
     from cutler_nb.viz import overlay_masks, show_grid
-    d = _as_coco(labels); by = defaultdict(list)
+    d = _coco_dict(labels); by = defaultdict(list)
     for a in d["annotations"]: by[a["image_id"]].append(a)
     col = {"pred": (40, 200, 60), "prev": (250, 150, 20)}
     def panel(im):
@@ -189,106 +181,167 @@ def round_figure(labels, # pseudo-labels written by `merge_pseudo_labels`: COCO 
               f"{sum(a.get('source') != 'pred' for a in by[im['id']])} old" for im in ims]
     return show_grid([panel(im) for im in ims], titles=titles, ncols=min(3, max(len(ims), 1)), size=3.5)
 
+# %% ../nbs/09_selftrain.ipynb #600a00b7
+def _train_detector(s, k:int) -> tuple[Path, bool]:
+    "Detector k of the run `s` on `labels/round_k.json`, warm-started from detector k-1; (its checkpoint, whether it was done already)."
+    from cutler_nb.train import train
+    from cutler_nb.train import resolve_config
+    d = s.run; ck_dir = d/"checkpoints"/f"round_{k}"/"checkpoints"
+    kw = dict(s.train_kw, preset=_per_round(s.preset, k), drop_loss=_per_round(s.drop_loss, k), arch=_per_round(s.arch, k))
+    final = ck_dir/f"iter_{resolve_config(kw['preset'], max_iter=s.max_iter)['max_iter']:07d}.pth"
+    if (d/"labels"/f"round_{k + 1}.json").exists() if k < s.rounds else final.exists(): return final, True
+    if s.warm_start and k >= 1:
+        kw.update(init="checkpoint", weights=str(d/"checkpoints"/f"round_{k - 1}"/"checkpoints"/"last.pth"))
+    s.log.info("detector %d: training on labels/round_%d.json (preset %s, DropLoss %s)", k, k, kw["preset"], kw["drop_loss"])
+    ck = train(d/"labels"/f"round_{k}.json", s.image_root, d/"checkpoints"/f"round_{k}", max_iter=s.max_iter, device=s.device, resume=True, **kw)
+    return ck, False
+
+def _merge_round(s, k:int, ckpt) -> dict:
+    "Self-training round k ≥ 1: detector k-1 predicts on its training images, merged into `labels/round_k.json`; returns the counts."
+    from cutler_nb.train import predict
+    d = s.run; lab_in, lab_out, pred = d/"labels"/f"round_{k - 1}.json", d/"labels"/f"round_{k}.json", d/"predictions"/f"round_{k - 1}.json"
+    th = s.thresholds[min(k, len(s.thresholds)) - 1]
+    if not pred.exists(): predict(ckpt, s.image_root, pred, ann_file=lab_in, max_dets=s.max_dets, device=s.device)
+    new = merge_pseudo_labels(lab_in, pred, score_thresh=th, iou_thresh=s.iou_thresh, progress=True)
+    write_coco(new, lab_out)
+    if s.n_figures:
+        try: save_figure(round_figure(new, s.image_root, s.n_figures), d/"figures"/f"round_{k}.png")
+        except CutlerError as e: s.log.warning("round %d: no figure (%s)", k, e)   # a picture is not worth stopping a run
+    c = new["info"]["counts"]; s.log.info("round %d: %s", k, c)
+    return dict(score_thresh=th, n_predictions=len(read_json(pred)), pred_kept=c["pred"], prev_kept=c["prev"],
+                prev_dropped=c["prev_dropped"], n_labels_out=len(new["annotations"]))
+
+# %% ../nbs/09_selftrain.ipynb #3c63cbfd
+_TABLE = ("round", "preset", "arch", "drop_loss", "n_labels", "score_thresh", "n_predictions", "pred_kept", "prev_kept",
+          "prev_dropped", "n_labels_out")
+
 def selftrain(ann_file, # initial pseudo-labels (MaskCut output): COCO instances JSON
               image_root, # folder the `file_name`s are relative to
               out_dir, # run folder (created; reused to resume)
-              rounds:int=1, # train → predict → merge rounds
-              score_thresholds=(0.7, 0.65), # merge score threshold per round (last one repeats)
+              rounds:int=1, # self-training rounds after detector 0 (the thesis's "till 3 loops": 3)
+              score_thresholds=(0.7, 0.65), # merge score threshold of round 1, 2, … (last one repeats; CutLER: 0.7, 0.65)
               iou_thresh:float=0.5, # an old mask survives when its best IoU with a kept prediction is < this
-              preset="cpu-smoke", # `train` preset, one name or one per round (CutLER: ("cutler", "cutler-selftrain"))
-              max_iter:int=None, # iterations per round (default: the preset's)
+              preset="cpu-smoke", # `train` preset, one name or one per detector 0, 1, … (CutLER: ("cutler-cascade", "cutler-cascade-selftrain"))
+              drop_loss=(True, False), # DropLoss per detector 0, 1, … (CutLER: on for detector 0, off in self-training)
+              arch=None, # "maskrcnn"/"cascade", one or per detector (default: each preset's)
+              max_iter:int=None, # iterations per detector (default: the preset's)
               device="auto", # "auto", "cpu", "cuda", ...
-              warm_start:bool=True, # start round k >= 2 from round k-1's weights (CutLER)
-              max_dets:int=100, # detections per image kept by `predict` (CutLER: 100)
-              n_figures:int=3, # images drawn per round into figures/round_k.png (0: none)
-              **train_kw, # passed to `train`: batch_size, lr, drop_loss, copy_paste, init, weights, seed, ...
+              warm_start:bool=True, # detector k >= 1 starts from detector k-1's weights (CutLER)
+              max_dets:int=30, # detections per training image the merge sees (CutLER's self-training predictions: 30)
+              n_figures:int=3, # images drawn per merge into figures/round_k.png (0: none)
+              **train_kw, # passed to `train`: batch_size, lr, copy_paste, init, weights, seed, preset keys ...
              ) -> dict:
-    "CutLER's self-training: `rounds` × (train → predict → merge) in the run folder `out_dir`; resumable."
-    from cutler_nb.train import train, predict
+    "CutLER's self-training: detector 0, then `rounds` × (predict → merge → train) in the run folder `out_dir`; resumable."
+    from types import SimpleNamespace
+    from cutler_nb.train import resolve_config
     out_dir = Path(out_dir).resolve()
     ths = [float(t) for t in (score_thresholds if isinstance(score_thresholds, (list, tuple)) else [score_thresholds])]
+    lst = lambda x: list(x) if isinstance(x, (list, tuple)) else x
     params = dict(ann_file=str(Path(ann_file).resolve()), image_root=str(Path(image_root).resolve()), score_thresholds=ths,
-                  iou_thresh=iou_thresh, preset=preset, max_iter=max_iter, warm_start=warm_start, max_dets=max_dets, train_kw=train_kw)
+                  iou_thresh=iou_thresh, preset=lst(preset), drop_loss=lst(drop_loss), arch=lst(arch), max_iter=max_iter,
+                  warm_start=warm_start, max_dets=max_dets, train_kw=train_kw)
     d = run_dir(out_dir.parent.name, out_dir.name, params, root=out_dir.parent.parent, device=device)
-    log = get_logger("cutler_nb.selftrain", d/"selftrain.log")
-    labels = [d/"labels"/"round_0.json"]
-    if not labels[0].exists(): write_coco(read_coco(ann_file), labels[0])
+    s = SimpleNamespace(run=d, image_root=image_root, rounds=rounds, thresholds=ths, iou_thresh=iou_thresh, preset=preset, drop_loss=drop_loss,
+                        arch=arch, max_iter=max_iter, device=device, warm_start=warm_start, max_dets=max_dets, n_figures=n_figures,
+                        train_kw=train_kw, log=get_logger("cutler_nb.selftrain", d/"selftrain.log"))
+    if not (d/"labels"/"round_0.json").exists(): write_coco(read_coco(ann_file), d/"labels"/"round_0.json")
     table = d/"tables"/"selftrain.csv"
-    rows = list(csv.DictReader(io.StringIO(table.read_text()))) if table.exists() else []
+    rows = {int(r["round"]): r for r in csv.DictReader(io.StringIO(table.read_text()))} if table.exists() else {}
     records = []
-    for k in range(1, rounds + 1):
-        lab_in, lab_out = labels[-1], d/"labels"/f"round_{k}.json"
-        pred, ck_dir = d/"predictions"/f"round_{k}.json", d/"checkpoints"/f"round_{k}"
-        rec = dict(round=k, labels_in=lab_in, labels=lab_out, predictions=pred, checkpoint_dir=ck_dir, skipped=lab_out.exists())
-        labels.append(lab_out); records.append(rec)
-        last = ck_dir/"checkpoints"/"last.pth"
-        rec["checkpoint"] = last if last.exists() else None
-        if rec["skipped"]: log.info("round %d: %s exists, skipped", k, lab_out); continue
-        pr = _per_round(preset, k); th = ths[min(k, len(ths)) - 1]
-        if not pred.exists():
-            kw = dict(train_kw)
-            if warm_start and k >= 2:   # the weights come from round k-1 (fresh optimizer, iteration 0)
-                prev_last = d/"checkpoints"/f"round_{k-1}"/"checkpoints"/"last.pth"
-                kw.update(init="checkpoint", weights=str(prev_last))
-                log.info("round %d: starting from %s", k, prev_last)
-            log.info("round %d: training on %s (preset %s)", k, lab_in, pr)
-            ckpt = train(lab_in, image_root, ck_dir, preset=pr, max_iter=max_iter, device=device, resume=True, **kw)
-            log.info("round %d: predicting with %s", k, ckpt)
-            predict(ckpt, image_root, pred, ann_file=lab_in, max_dets=max_dets, device=device); rec["checkpoint"] = ckpt
-        new = merge_pseudo_labels(lab_in, pred, score_thresh=th, iou_thresh=iou_thresh, progress=True)
-        write_coco(new, lab_out)
-        c = new["info"]["counts"]
-        rows = [r for r in rows if int(r["round"]) != k] + [dict(round=k, preset=pr, score_thresh=th, iou_thresh=iou_thresh,
-                n_labels_in=len(read_coco(lab_in)["annotations"]), n_predictions=len(read_json(pred)), pred_kept=c["pred"],
-                prev_kept=c["prev"], prev_dropped=c["prev_dropped"], n_labels_out=len(new["annotations"]))]
-        _write_table(sorted(rows, key=lambda r: int(r["round"])), d)
-        if n_figures:
-            try: save_figure(round_figure(new, image_root, n_figures), d/"figures"/f"round_{k}.png")
-            except CutlerError as e: log.warning("round %d: no figure (%s)", k, e)   # a picture is not worth stopping a run
-        log.info("round %d: %s", k, c)
-    return dict(run_dir=d, labels=labels[-1], rounds=records)
+    for k in range(rounds + 1):
+        ck, done = _train_detector(s, k)
+        records.append(dict(round=k, labels=d/"labels"/f"round_{k}.json", checkpoint=ck, skipped=done))
+        if done and k in rows: continue
+        cfg = resolve_config(_per_round(preset, k), drop_loss=_per_round(drop_loss, k), arch=_per_round(arch, k))
+        row = dict(round=k, preset=_per_round(preset, k), arch=cfg["arch"], drop_loss=cfg["drop_loss"],
+                   n_labels=len(read_coco(d/"labels"/f"round_{k}.json")["annotations"]))
+        if k < rounds: row.update(_merge_round(s, k + 1, ck))
+        rows[k] = row
+        recs = [{c: rows[j].get(c) for c in _TABLE} for j in sorted(rows)]
+        write_table(dict_rows(recs, _TABLE, fmt=lambda v: "" if v is None else str(v)), d/"tables"/"selftrain",
+                    "Self-training: detector k trained on labels round_k; its merge (score ≥ score_thresh) gives round_k+1.")
+    return dict(run_dir=d, labels=d/"labels"/f"round_{rounds}.json", checkpoint=records[-1]["checkpoint"], rounds=records)
 
 # %% ../nbs/09_selftrain.ipynb #4314bbd1
-def _train_kw(batch_size=None, lr=None, drop_loss=True, copy_paste=True, init="random", weights=None, seed=0, overrides=None) -> dict:
+def _train_kw(batch_size=None, lr=None, copy_paste=True, init="random", weights=None, seed=0, overrides=None) -> dict:
     "Only the options that differ from `train`'s defaults, so a CLI run and a library run of the same settings resume each other."
-    kw = json.loads(overrides) if overrides else {}
+    try: kw = json.loads(overrides) if overrides else {}
+    except json.JSONDecodeError as e: raise ValueError(f"--overrides is not a JSON object ({e})") from None
     kw.update({k: v for k, v in dict(batch_size=batch_size, lr=lr, weights=weights).items() if v is not None})
-    if not drop_loss: kw["drop_loss"] = False
     if not copy_paste: kw["copy_paste"] = False
     if init != "random": kw["init"] = init
     if seed: kw["seed"] = seed
     return kw
 
-def _floats(s) -> list[float]: return [float(x) for x in str(s).split(",") if x.strip()]
+def _csv(s, conv=str) -> list:
+    "Comma-separated values through `conv` (a bad one raises ValueError naming it)."
+    out = []
+    for x in (t.strip() for t in str(s).split(",") if t.strip()):
+        try: out.append(conv(x))
+        except (ValueError, TypeError): raise ValueError(f"cannot read {x!r} in {s!r}") from None
+    return out
 
+def _one_or_list(xs:list): return xs[0] if len(xs) == 1 else xs
+
+# %% ../nbs/09_selftrain.ipynb #715bb0b3
 @call_parse
 def selftrain_cli(ann_file:str, # initial pseudo-labels (MaskCut output), COCO instances JSON
                   image_root:str, # folder the file_names are relative to
                   out_dir:str, # run folder (resumes when it exists)
-                  rounds:int=1, # train -> predict -> merge rounds
+                  rounds:int=1, # self-training rounds after detector 0 (the thesis's "till 3 loops": 3)
                   score_thresholds:str="0.7,0.65", # merge score threshold per round, comma-separated (last repeats)
                   iou_thresh:float=0.5, # old masks with IoU >= this with a kept prediction are replaced
-                  preset:str="cpu-smoke", # train preset, or one per round comma-separated (e.g. cutler,cutler-selftrain)
-                  max_iter:int=None, # iterations per round (default: the preset's)
+                  preset:str="cpu-smoke", # train preset, or one per detector comma-separated (e.g. cutler-cascade,cutler-cascade-selftrain)
+                  drop_loss:str="True,False", # DropLoss per detector, comma-separated (last repeats): CutLER's on, then off
+                  arch:str=None, # maskrcnn or cascade, or one per detector (default: each preset's)
+                  max_iter:int=None, # iterations per detector (default: the preset's)
                   device:str="auto", # auto, cpu, cuda, cuda:1
-                  warm_start:bool=True, # start round k >= 2 from round k-1's weights (--no-warm_start: off)
-                  max_dets:int=100, # detections per image kept when predicting
+                  warm_start:bool_arg=True, # detector k >= 1 starts from detector k-1's weights (False: as --init says)
+                  max_dets:int=30, # detections per training image kept for the merge
                   batch_size:int=None, # images per iteration (default: the preset's)
                   lr:float=None, # base learning rate (default: the preset's)
-                  drop_loss:bool=True, # DropLoss (--no-drop_loss: off)
-                  copy_paste:bool=True, # copy-paste augmentation (--no-copy_paste: off)
-                  init:str="random", # round 1 backbone start: random or dino
+                  copy_paste:bool_arg=True, # copy-paste augmentation: True or False
+                  init:str="random", # detector 0's backbone start: random or dino
                   weights:str=None, # DINO ResNet-50 checkpoint for --init dino
                   seed:int=0, # random seed
                   overrides:str=None, # other train preset keys as JSON, e.g. '{"min_sizes": [480, 640]}'
                  ):
-    "CutLER self-training: rounds of train -> predict -> merge into a resumable run folder."
-    presets = [p.strip() for p in preset.split(",") if p.strip()]
-    res = selftrain(ann_file, image_root, out_dir, rounds=rounds, score_thresholds=_floats(score_thresholds), iou_thresh=iou_thresh,
-                    preset=presets[0] if len(presets) == 1 else presets, max_iter=max_iter, device=device, warm_start=warm_start,
-                    max_dets=max_dets, **_train_kw(batch_size, lr, drop_loss, copy_paste, init, weights, seed, overrides))
-    for r in res["rounds"]: print(f"round {r['round']}: {'skipped (done)' if r['skipped'] else 'done'} -> {r['labels']}")
+    "CutLER self-training: detector 0, then rounds of predict -> merge -> train, in a resumable run folder."
+    t0 = time.perf_counter()
+    def run():
+        return selftrain(ann_file, image_root, out_dir, rounds=rounds, score_thresholds=_csv(score_thresholds, float), iou_thresh=iou_thresh,
+                         preset=_one_or_list(_csv(preset)), drop_loss=_one_or_list(_csv(drop_loss, str2bool)),
+                         arch=_one_or_list(_csv(arch)) if arch else None, max_iter=max_iter, device=device, warm_start=warm_start,
+                         max_dets=max_dets, **_train_kw(batch_size, lr, copy_paste, init, weights, seed, overrides))
+    res = run_cli("cutler-selftrain", run)
+    n = [len(read_coco(r["labels"])["annotations"]) for r in res["rounds"]]
+    print(f"cutler-selftrain: {rounds} round(s), {len(res['rounds'])} detectors ({sum(r['skipped'] for r in res['rounds'])} done before), "
+          f"labels {' -> '.join(map(str, n))} instances, {time.perf_counter() - t0:.0f} s")
+    for r in res["rounds"]: print(f"detector {r['round']}: {'skipped (done)' if r['skipped'] else 'done'} -> {r['checkpoint']}")
     print(res["labels"])
+
+# %% ../nbs/09_selftrain.ipynb #fa434c80
+def run_filter(pseudo, # MaskCut pseudo-labels, COCO instances JSON
+               out, # where to write the kept masks
+               pred=None, # detector predictions (COCO results JSON); with `checkpoint`: where to write them
+               checkpoint=None, # trained detector: predict on the pseudo-labels' images first
+               image_root=None, # image folder, needed with `checkpoint`
+               removed=None, # also write the removed masks here
+               score_thresh:float=0.3, iou_thresh:float=0.5, criterion:str="mask", max_dets:int=100, device="auto",
+              ) -> dict:
+    "What `cutler-filter` does: predict if asked, filter, write; returns the counts (kept, removed)."
+    if pseudo is None or out is None: raise ValueError("--pseudo (the MaskCut labels) and --out (the kept masks) are required")
+    out = Path(out)
+    if checkpoint is not None:
+        if image_root is None: raise ValueError("--checkpoint needs --image_root to find the images")
+        from cutler_nb.train import predict
+        pred = Path(pred) if pred else out.with_name(out.stem + ".predictions.json")
+        predict(checkpoint, image_root, pred, ann_file=pseudo, max_dets=max_dets, device=device)
+    elif pred is None: raise ValueError("give the detector's predictions (--pred) or a checkpoint to make them (--checkpoint, --image_root)")
+    kept, rem = maskcut_filter(pseudo, pred, score_thresh=score_thresh, iou_thresh=iou_thresh, criterion=criterion, progress=True)
+    write_coco(kept, out)
+    if removed: write_coco(rem, removed)
+    return kept["info"]["counts"]
 
 @call_parse
 def filter_cli(pseudo:str=None, # MaskCut pseudo-labels, COCO instances JSON (required)
@@ -304,16 +357,37 @@ def filter_cli(pseudo:str=None, # MaskCut pseudo-labels, COCO instances JSON (re
                device:str="auto", # auto, cpu, cuda (when predicting)
               ):
     "The thesis's MaskCut filter: keep the pseudo-masks a trained detector supports."
-    if pseudo is None or out is None: raise ValueError("--pseudo (the MaskCut labels) and --out (the kept masks) are required")
-    out = Path(out)
-    if checkpoint is not None:
-        if image_root is None: raise ValueError("--checkpoint needs --image_root to find the images")
-        from cutler_nb.train import predict
-        pred = Path(pred) if pred else out.with_name(out.stem + ".predictions.json")
-        predict(checkpoint, image_root, pred, ann_file=pseudo, max_dets=max_dets, device=device)
-    elif pred is None: raise ValueError("give the detector's predictions (--pred) or a checkpoint to make them (--checkpoint, --image_root)")
-    kept, rem = maskcut_filter(pseudo, pred, score_thresh=score_thresh, iou_thresh=iou_thresh, criterion=criterion, progress=True)
-    write_coco(kept, out)
-    if removed: write_coco(rem, removed)
-    n = kept["info"]["counts"]
-    print(f"kept {n['kept']} of {n['kept'] + n['removed']} masks -> {out}" + (f"; removed -> {removed}" if removed else ""))
+    t0 = time.perf_counter()
+    n = run_cli("cutler-filter", run_filter, pseudo, out, pred=pred, checkpoint=checkpoint, image_root=image_root, removed=removed,
+                score_thresh=score_thresh, iou_thresh=iou_thresh, criterion=criterion, max_dets=max_dets, device=device)
+    print(f"cutler-filter: kept {n['kept']} of {n['kept'] + n['removed']} masks, {time.perf_counter() - t0:.1f} s -> {out}"
+          + (f"; removed -> {removed}" if removed else ""))
+
+# %% ../nbs/09_selftrain.ipynb #8dd13f95
+def maskcut_command(inputs, # image folder, file list or COCO json
+                    out, # merged output file (the shard writes `out` with `.i-of-n`)
+                    shard:str=None, # "i/n"
+                    **options, # `cutler-maskcut` options (`N`, `tau`, `fixed_size`, `backbone`, `crf`, `device`, ...)
+                   ) -> list[str]:
+    "The `cutler-maskcut` command line of one shard."
+    from cutler_nb.train import console_script
+    args = [console_script("cutler-maskcut"), str(inputs), "--out", str(out)]
+    for k, v in dict(options, shard=shard).items():
+        if v is not None: args += [f"--{k}", str(v)]
+    return args
+
+def maskcut_sharded(inputs, out, n:int, # shards (processes)
+                    device="auto", # "cuda": shard i on cuda:i; otherwise every shard on this device
+                    **options, # as for `maskcut_command`
+                   ) -> Path:
+    "MaskCut in `n` `cutler-maskcut` processes, then the shards merged into `out` (returned as is when it exists)."
+    import subprocess
+    from cutler_nb.core import get_device
+    from cutler_nb.pseudolabel import merge_shards, shard_path
+    if Path(out).exists(): return Path(out)
+    dev = get_device(device)
+    procs = [subprocess.Popen(maskcut_command(inputs, out, f"{i}/{n}", device=f"cuda:{i}" if dev.type == "cuda" else str(dev), **options))
+             for i in range(n)]
+    codes = [p.wait() for p in procs]
+    if any(codes): raise CutlerError(f"a MaskCut shard failed (exit codes {codes}); re-run to resume", out)
+    return merge_shards([shard_path(out, f"{i}/{n}") for i in range(n)], out)

@@ -17,10 +17,10 @@ from .data import read_coco, load_image, rle_to_mask, sample_dataset
 from .features import preprocess, load_backbone, extract_features
 
 # %% auto #0
-__all__ = ['Measure', 'MEASURES', 'InstanceFeatures', 'mask_to_grid', 'grid_cover', 'pool_features', 'register_measure',
-           'cosine_similarity', 'dot_product', 'euclidean_distance', 'manhattan_distance', 'pearson_correlation',
-           'get_measure', 'pairwise', 'pair_scores', 'roc_auc', 'overlap_coefficient', 'd_prime', 'MeasureTable',
-           'compare_measures', 'plot_histograms', 'plot_separability', 'instance_features', 'similarity_study']
+__all__ = ['Measure', 'MEASURES', 'InstanceFeatures', 'mask_to_grid', 'grid_cover', 'pool_features', 'register_measure', 'cosine',
+           'dot_product', 'euclidean_distance', 'manhattan_distance', 'pearson_correlation', 'get_measure', 'pairwise',
+           'pair_scores', 'roc_auc', 'overlap_coefficient', 'd_prime', 'MeasureTable', 'compare_measures',
+           'plot_histograms', 'plot_separability', 'instance_features', 'similarity_study']
 
 # %% ../nbs/03_similarity.ipynb #98e78de5
 def _axis_overlap(n_pix:int, n_cells:int, cover:float=1.0) -> np.ndarray:
@@ -39,6 +39,7 @@ def mask_to_grid(mask:np.ndarray, # H×W bool (or float in [0,1]) mask on the or
     h, w = grid
     return (_axis_overlap(m.shape[0], h, cover[0]) @ m @ _axis_overlap(m.shape[1], w, cover[1]).T).astype(np.float32)
 
+# %% ../nbs/03_similarity.ipynb #09238893
 def grid_cover(patch_size:int, # pixels per patch side
                input_hw:tuple[int,int], # (H, W) of the resized image given to the backbone
                grid:tuple[int,int], # (h, w) of the patch grid it returned
@@ -78,7 +79,8 @@ def register_measure(name:str, # key in `MEASURES`
     MEASURES[name] = Measure(name, fn, bool(higher_is_similar))
     return MEASURES[name]
 
-def cosine_similarity(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
+# %% ../nbs/03_similarity.ipynb #f34f372e
+def cosine(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     "Cosine of the angle between every row of `a` and every row of `b`."
     return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
 
@@ -96,9 +98,9 @@ def manhattan_distance(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
 
 def pearson_correlation(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     "Pearson correlation of every row of `a` with every row of `b`, over the channels."
-    return cosine_similarity(a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True))
+    return cosine(a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True))
 
-for _n, _f, _h in (("cosine", cosine_similarity, True), ("dot", dot_product, True), ("euclidean", euclidean_distance, False),
+for _n, _f, _h in (("cosine", cosine, True), ("dot", dot_product, True), ("euclidean", euclidean_distance, False),
                    ("manhattan", manhattan_distance, False), ("pearson", pearson_correlation, True)):
     register_measure(_n, _f, _h, overwrite=True)
 
@@ -112,6 +114,7 @@ def get_measure(measure) -> Measure:
     if callable(measure): return Measure(getattr(measure, "__name__", "custom"), measure, True)
     raise TypeError(f"measure must be a name, a Measure or a function, got {type(measure).__name__}")
 
+# %% ../nbs/03_similarity.ipynb #b937bce5
 def pairwise(a, # n×C features
              b=None, # m×C features (default: `a`)
              measure="cosine", # name in `MEASURES`, a `Measure` or `fn(a, b)`
@@ -170,6 +173,7 @@ def roc_auc(pos, # scores that should be high (same-class pairs)
     n1, n2 = len(pos), len(neg)
     return float((r[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n2))
 
+# %% ../nbs/03_similarity.ipynb #a279ac1d
 def overlap_coefficient(pos, neg, bins:int=50, # number of common bins over the pooled range
                        ) -> float:
     "Shared area of the two normalised histograms, Σ min(p, q): 1 identical, 0 disjoint."
@@ -178,6 +182,7 @@ def overlap_coefficient(pos, neg, bins:int=50, # number of common bins over the 
     p = np.histogram(pos, edges)[0] / len(pos); q = np.histogram(neg, edges)[0] / len(neg)
     return float(np.minimum(p, q).sum())
 
+# %% ../nbs/03_similarity.ipynb #3d45be56
 def d_prime(pos, neg) -> float:
     "Sensitivity index (μ_pos − μ_neg) / √((σ²_pos + σ²_neg)/2); ±inf when both spreads are zero."
     pos, neg = _check_scores(pos, neg)
@@ -206,7 +211,9 @@ class MeasureTable(list):
         folder = Path(folder)
         return atomic_write_text(self.to_csv(), folder/f"{stem}.csv"), atomic_write_text(self.to_markdown(), folder/f"{stem}.md")
     def __repr__(self): return self.to_markdown()
+    def _repr_markdown_(self): return self.to_markdown()   # a rendered table in Jupyter and on GitHub
 
+# %% ../nbs/03_similarity.ipynb #a4d88053
 def compare_measures(feats, # n×C pooled features
                      labels, # n class labels
                      measures=None, # names / `Measure`s / functions; default all of `MEASURES`
@@ -254,7 +261,10 @@ def plot_histograms(table:MeasureTable, # result of `compare_measures`
     fig.tight_layout()
     return fig
 
-def plot_separability(table:MeasureTable, size:float=3.5):
+# %% ../nbs/03_similarity.ipynb #94e8b65d
+def plot_separability(table:MeasureTable, # result of `compare_measures`
+                      size:float=3.5, # inches per panel
+                     ):
     "Bar charts of ROC-AUC, histogram overlap and d′ per measure."
     import matplotlib.pyplot as plt
     names = [r["measure"] for r in table]
@@ -276,6 +286,22 @@ def _on_device(backbone, device):
     if device not in (None, "auto") and backbone.device != get_device(device): backbone.to(get_device(device))
     return backbone.eval()
 
+# %% ../nbs/03_similarity.ipynb #6b9f4873
+def _pool_image(backbone, img, anns, *, facet, layer, size, pool, path):
+    "Pooled features, labels and ids of one image's annotations `anns` (one vector per image with pool='image')."
+    H, W = img.shape[:2]
+    x = preprocess(img, size); f = extract_features(backbone, x[None], facet=facet, layer=layer)[0]
+    if pool == "image":
+        big = max(anns, key=lambda a: a.get("area", 0))
+        return f.flatten(1).mean(1).cpu()[None], [big["category_id"]], None
+    g = tuple(f.shape[1:]); cov = grid_cover(backbone.patch_size, tuple(x.shape[-2:]), g)
+    w = np.stack([mask_to_grid(rle_to_mask(a["segmentation"], H, W), g, cov) for a in anns])
+    ok = w.reshape(len(w), -1).sum(1) > 0           # a mask can be empty after decoding
+    if not ok.all(): get_logger().warning("%s: %d empty masks skipped", path, int((~ok).sum()))
+    anns = [a for a, o in zip(anns, ok) if o]
+    return (pool_features(f, w[ok]).cpu() if ok.any() else None), [a["category_id"] for a in anns], [a["id"] for a in anns]
+
+# %% ../nbs/03_similarity.ipynb #f3d8606a
 def instance_features(coco, # COCO instances file (path) or dict
                       image_root, # folder the `file_name`s are relative to
                       backbone, # a `cutler_nb.features.Backbone` (or a name for `load_backbone`)
@@ -302,21 +328,11 @@ def instance_features(coco, # COCO instances file (path) or dict
     feats, labels, groups, ids = [], [], [], []
     imgs = [im for im in d["images"] if by_img.get(im["id"])]
     for im in tqdm(imgs, desc=f"{pool} features", disable=not progress):
-        anns = by_img[im["id"]]; path = Path(image_root)/im["file_name"]
+        path = Path(image_root)/im["file_name"]
         try:
-            img = load_image(path); H, W = img.shape[:2]
-            x = preprocess(img, size); f = extract_features(backbone, x[None], facet=facet, layer=layer)[0]
-            if pool == "image":
-                big = max(anns, key=lambda a: a.get("area", 0))
-                feats.append(f.flatten(1).mean(1).cpu()[None]); labels.append(big["category_id"]); groups.append(im["id"]); ids.append(im["id"])
-                continue
-            g = tuple(f.shape[1:]); cov = grid_cover(backbone.patch_size, tuple(x.shape[-2:]), g)
-            w = np.stack([mask_to_grid(rle_to_mask(a["segmentation"], H, W), g, cov) for a in anns])
-            ok = w.reshape(len(w), -1).sum(1) > 0           # a mask can be empty after decoding
-            if not ok.all(): get_logger().warning("%s: %d empty masks skipped", path, int((~ok).sum()))
-            if ok.any(): feats.append(pool_features(f, w[ok]).cpu())
-            anns = [a for a, o in zip(anns, ok) if o]
-            labels += [a["category_id"] for a in anns]; groups += [im["id"]] * len(anns); ids += [a["id"] for a in anns]
+            fi, li, ai = _pool_image(backbone, load_image(path), by_img[im["id"]], facet=facet, layer=layer, size=size, pool=pool, path=path)
+            if fi is not None: feats.append(fi)
+            labels += li; groups += [im["id"]] * len(li); ids += [im["id"]] if ai is None else ai
         except (CutlerError, OSError, ValueError) as e:
             if failures is None: raise
             failures.log(path, "similarity", e)
@@ -325,6 +341,20 @@ def instance_features(coco, # COCO instances file (path) or dict
                             np.asarray(groups, np.int64), np.asarray(ids, np.int64), {c["id"]: c["name"] for c in d["categories"]})
 
 # %% ../nbs/03_similarity.ipynb #4612de12
+def _study_features(run:Path, # the run folder: `features.pt` is kept there
+                    backbone:str, weights, device, # for `load_backbone`
+                    annotations, image_root, **kw, # for `instance_features`
+                   ) -> InstanceFeatures:
+    "The run's pooled features: read back when the run already made them (same parameters: `run_dir` checked), else computed and saved."
+    log, fpath = get_logger(logfile=run/"log.txt"), run/"features.pt"
+    if fpath.exists():
+        log.info("reusing %s", fpath); return InstanceFeatures(**torch.load(fpath, weights_only=False))
+    bb = load_backbone(backbone, weights=weights, device=device)
+    fe = instance_features(annotations, image_root, bb, failures=run/"failures.jsonl", **kw)
+    buf = io.BytesIO(); torch.save(fe._asdict(), buf); atomic_write_bytes(buf.getvalue(), fpath)
+    return fe
+
+# %% ../nbs/03_similarity.ipynb #20b1505e
 def similarity_study(annotations=None, # COCO instances file with the classes (default: the bundled coco_val_mini)
                      image_root=None, # folder of its images (default: the sample's)
                      backbone:str="dino_vitb8", # a key of `features.BACKBONES`, e.g. "dino_vitb8" or "classic"
@@ -353,14 +383,9 @@ def similarity_study(annotations=None, # COCO instances file with the classes (d
                   facet=facet, layer=layer, size=size, pool=pool, measures=measures, same_image_pairs=same_image_pairs,
                   min_area=min_area, bins=bins, max_pairs=max_pairs)
     d = run_dir(study, run_id, params, root, device)
-    log = get_logger(logfile=d/"log.txt"); fpath = d/"features.pt"
-    if fpath.exists():
-        log.info("reusing %s", fpath); fe = InstanceFeatures(**torch.load(fpath, weights_only=False))
-    else:
-        bb = load_backbone(backbone, weights=weights, device=device)
-        fe = instance_features(annotations, image_root, bb, facet=facet, layer=layer, size=size, pool=pool,
-                               min_area=min_area, failures=d/"failures.jsonl")
-        buf = io.BytesIO(); torch.save(fe._asdict(), buf); atomic_write_bytes(buf.getvalue(), fpath)
+    log = get_logger(logfile=d/"log.txt")
+    fe = _study_features(d, backbone, weights, device, annotations, image_root, facet=facet, layer=layer, size=size,
+                         pool=pool, min_area=min_area)
     tab = compare_measures(fe.feats, fe.labels, measures, groups=None if same_image_pairs else fe.groups,
                            bins=bins, max_pairs=max_pairs, device=device)
     tab.save(d/"tables")

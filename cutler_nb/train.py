@@ -4,30 +4,33 @@
 
 # %% ../nbs/08_train.ipynb #7824a554
 from __future__ import annotations
-import copy, csv, io, json, math, os, random, time, warnings
+import copy, csv, hashlib, io, json, math, os, random, shutil, subprocess, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import masks_to_boxes
-from pycocotools import mask as mask_utils
-from fastcore.script import call_parse
+from fastcore.script import call_parse, bool_arg
 from tqdm import tqdm
 from contextlib import nullcontext
 from .core import (CutlerError, ImageLoadError, AnnotationError, get_device, seed_everything, atomic_write_bytes,
-                            atomic_write_json, read_json, FailureLog, get_logger, run_info)
-from .data import load_image, image_size, list_images, read_coco, rle_to_mask, make_coco, write_coco
+                            atomic_write_json, read_json, FailureLog, get_logger, run_info, torch_dtype, params_diff,
+                            check_resume, run_cli)
+from .data import load_image, image_size, list_images, read_coco, rle_to_mask, make_coco, write_coco, mask_to_rle
 from .detector import build_detector
 
 # %% auto #0
-__all__ = ['PRESETS', 'boxes_from_masks', 'resize_sample', 'shortest_edge_size', 'make_target', 'CocoInstances', 'copy_paste',
-           'lr_factor', 'make_optimizer', 'save_checkpoint', 'load_checkpoint', 'load_model', 'resolve_config',
-           'plot_loss_curve', 'train', 'detections_to_results', 'predict', 'train_cli', 'predict_cli']
+__all__ = ['PRESETS', 'ARCHS', 'boxes_from_masks', 'resize_sample', 'shortest_edge_size', 'make_target', 'CocoInstances',
+           'copy_paste', 'lr_factor', 'make_optimizer', 'clip_grad_per_param', 'save_checkpoint', 'load_checkpoint',
+           'load_model', 'resolve_config', 'plot_loss_curve', 'resume_checkpoint', 'rng_state', 'set_rng_state',
+           'train', 'detections_to_results', 'predict', 'console_script', 'torchrun_command', 'train_torchrun',
+           'train_cli', 'predict_cli']
 
-# %% ../nbs/08_train.ipynb #c7b04f9b
+# %% ../nbs/08_train.ipynb #70607220
 PRESETS = {
     "cutler": dict(
+        arch="maskrcnn", drop_loss=True,
         min_sizes=(240, 320, 480, 640, 672, 704, 736, 768, 800, 1024), max_size=1333, test_min_size=800, flip=0.5,
         batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-5, weight_decay_norm=0.0,
         max_iter=160_000, schedule="step", steps=(80_000,), gamma=0.1, warmup_iters=1000, warmup_factor=0.001,
@@ -37,8 +40,12 @@ PRESETS = {
         rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000,
         box_batch_size_per_image=512, rpn_batch_size_per_image=256, checkpoint_every=5000, log_every=20, keep_checkpoints=None),
 }
-PRESETS["cutler-selftrain"] = dict(PRESETS["cutler"], lr=0.005, max_iter=80_000, steps=(79_999,), gamma=1.0,
-                                   copy_paste_ratio=(0.5, 1.0), amp=True)
+# CutLER's self-training yaml leaves weight decay and the RPN to detectron2's defaults
+_SELFTRAIN = dict(lr=0.005, max_iter=80_000, steps=(79_999,), gamma=1.0, copy_paste_ratio=(0.5, 1.0), drop_loss=False,
+                  weight_decay=1e-4, rpn_post_nms_top_n_train=1000, rpn_nms_thresh=0.7)
+PRESETS["cutler-selftrain"] = dict(PRESETS["cutler"], **_SELFTRAIN)
+PRESETS["cutler-cascade"] = dict(PRESETS["cutler"], arch="cascade", gamma=0.02)
+PRESETS["cutler-cascade-selftrain"] = dict(PRESETS["cutler-cascade"], **_SELFTRAIN)
 PRESETS["cpu-smoke"] = dict(PRESETS["cutler"],
         min_sizes=(224, 256, 288), max_size=400, test_min_size=256, batch_size=2, lr=1e-3, max_iter=20, steps=(0.75,),
         warmup_iters=5, amp=False, rpn_post_nms_top_n_train=500, rpn_pre_nms_top_n_train=1000,
@@ -48,6 +55,7 @@ PRESETS["cpu-smoke"] = dict(PRESETS["cutler"],
 _MODEL_KEYS = ("drop_iou", "norm", "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_train", "rpn_nms_thresh",
                "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
                "box_score_thresh", "box_batch_size_per_image", "rpn_batch_size_per_image", "max_size")
+ARCHS = ("maskrcnn", "cascade")
 
 # %% ../nbs/08_train.ipynb #05c2f8f1
 def boxes_from_masks(masks:Tensor) -> Tensor:
@@ -88,17 +96,22 @@ class CocoInstances(torch.utils.data.Dataset):
                  flip:float=0.5, # probability of a left-right flip (training)
                  train:bool=True, # random size and flip (else the last size, no flip)
                  failures=None, # `FailureLog` or path: log unreadable images there and serve another one
+                 skip_empty:bool=False, # leave out images without any non-crowd instance (detectron2's training filter)
                 ):
         self.ann_file, self.image_root = Path(ann_file), Path(image_root)
         d = read_coco(ann_file)
-        self.images = sorted(d["images"], key=lambda im: im["id"])
-        self.anns = {im["id"]: [] for im in self.images}
+        anns = {im["id"]: [] for im in d["images"]}
         for a in d["annotations"]:
-            if not a.get("iscrowd", 0): self.anns[a["image_id"]].append(a)
+            if not a.get("iscrowd", 0): anns[a["image_id"]].append(a)
+        images = sorted(d["images"], key=lambda im: im["id"])
+        self.images = [im for im in images if anns[im["id"]] or not skip_empty]
+        self.n_empty = len(images) - len(self.images)   # left out by skip_empty
+        self.anns = {im["id"]: anns[im["id"]] for im in self.images}
         self.min_sizes = (min_sizes,) if isinstance(min_sizes, int) else tuple(min_sizes)
         self.max_size, self.flip, self.train = max_size, flip, train
         self.failures = FailureLog(failures) if isinstance(failures, (str, Path)) else failures
-        if not self.images: raise AnnotationError("has no images to train on", ann_file)
+        if not images: raise AnnotationError("has no images to train on", ann_file)
+        if not self.images: raise AnnotationError(f"none of its {len(images)} images has a pseudo-label to train on", ann_file)
 
     def __len__(self): return len(self.images)
     def num_instances(self) -> int: return sum(len(v) for v in self.anns.values())
@@ -210,6 +223,16 @@ def make_optimizer(model:torch.nn.Module, name:str="sgd", lr:float=0.01, momentu
     if name == "adamw": return torch.optim.AdamW(groups, lr=lr)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
 
+# %% ../nbs/08_train.ipynb #da0a0291
+def clip_grad_per_param(params, # parameters whose `.grad` is clipped in place (None gradients are skipped)
+                        max_norm:float=1.0, # the largest L2 norm each parameter's gradient may keep
+                       ) -> None:
+    "Scale each parameter's gradient to L2 norm ≤ `max_norm` separately (detectron2's clip type `norm`); no host sync."
+    for p in params:
+        if p.grad is None: continue
+        norm = torch.linalg.vector_norm(p.grad.detach(), 2.0, dtype=torch.float32)
+        p.grad.detach().mul_((max_norm / (norm + 1e-6)).clamp(max=1.0).to(p.grad.dtype))
+
 # %% ../nbs/08_train.ipynb #5d5610cb
 def save_checkpoint(state:dict, ckpt_dir, it:int, keep:int|None=None) -> Path:
     "Write `state` to `ckpt_dir/iter_{it:07d}.pth` and `last.pth` atomically; keep the newest `keep` iter files."
@@ -254,13 +277,15 @@ _METRIC_COLS = ("iter", "lr", "loss", *_LOSSES, "drop_frac", "s_per_iter", "data
 def _collate(batch): return tuple(zip(*batch))
 
 def resolve_config(preset:str="cpu-smoke", **given) -> dict:
-    "The preset's settings with every non-None value of `given` applied; unknown keys raise `ValueError`."
+    "The preset's settings with every non-None value of `given` applied; unknown keys or architectures raise `ValueError`."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     cfg = dict(PRESETS[preset])
     unknown = sorted(set(given) - set(cfg))
     if unknown: raise ValueError(f"unknown training options {unknown}; known: {sorted(cfg)}")
     cfg.update({k: v for k, v in given.items() if v is not None})
     for k in ("min_sizes", "steps", "copy_paste_ratio"): cfg[k] = tuple(cfg[k])
+    if cfg["arch"] not in ARCHS: raise ValueError(f"arch must be one of {ARCHS}, got {cfg['arch']!r}")
+    torch_dtype(cfg["amp_dtype"])   # an unknown precision name fails here, before any work
     return cfg
 
 def _dist_setup(device):
@@ -273,15 +298,19 @@ def _dist_setup(device):
         if not dist.is_initialized(): dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return rank, world, local, dev
 
-def _batches(ds, per_rank:int, rank:int, world:int, seed:int, epoch:int, num_workers:int, pin:bool=False):
-    "Endless stream of batches: each epoch a new shuffle, split over the ranks."
+# %% ../nbs/08_train.ipynb #81a209d2
+def _batches(ds, per_rank:int, rank:int, world:int, seed:int, start_iter:int, num_workers:int=0, pin:bool=False):
+    "Endless stream of batches from iteration `start_iter` on: the same batches an uninterrupted run would draw there."
     from torch.utils.data import DataLoader, DistributedSampler
     sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    per_epoch = max(len(sampler) // per_rank, 1)   # a set smaller than a batch gives one short batch per epoch
+    epoch, skip = divmod(start_iter, per_epoch)
     while True:
-        sampler.set_epoch(epoch)
-        yield from DataLoader(ds, batch_size=per_rank, sampler=sampler, num_workers=num_workers, collate_fn=_collate,
-                              drop_last=len(sampler) >= per_rank, pin_memory=pin)
-        epoch += 1
+        sampler.set_epoch(epoch); idx = list(sampler)
+        batches = [idx[i * per_rank:(i + 1) * per_rank] for i in range(per_epoch)]
+        yield from DataLoader(ds, batch_sampler=batches[skip:], num_workers=num_workers, collate_fn=_collate,
+                              pin_memory=pin, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        epoch, skip = epoch + 1, 0
 
 def _read_metrics(path) -> list[dict]:
     if not Path(path).exists(): return []
@@ -291,6 +320,7 @@ def _write_metrics(rows:list[dict], path):
     buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=_METRIC_COLS, extrasaction="ignore"); w.writeheader(); w.writerows(rows)
     atomic_write_bytes(buf.getvalue().encode(), path)
 
+# %% ../nbs/08_train.ipynb #72752047
 def plot_loss_curve(metrics, # rows of metrics.csv (dicts) or its path
                     path=None, # where to save the PNG (atomically); None: only return the figure
                    ):
@@ -307,152 +337,215 @@ def plot_loss_curve(metrics, # rows of metrics.csv (dicts) or its path
     if path is not None: save_figure(fig, path); return path
     return fig
 
-# %% ../nbs/08_train.ipynb #969a7215
+# %% ../nbs/08_train.ipynb #df8da71e
+_RESUME_FREE = ("max_iter", "checkpoint_every", "log_every", "keep_checkpoints", "num_workers", "ann_file")
+
+def _input_fingerprint(ann_file, image_root) -> dict:
+    "What identifies the training data: the annotation file (path, size, SHA-1 of its bytes) and the image folder."
+    p = Path(ann_file)
+    if not p.is_file(): raise AnnotationError("file does not exist", p)
+    h = hashlib.sha1()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return dict(ann_file=str(p.resolve()), ann_sha1=h.hexdigest(), ann_bytes=p.stat().st_size, image_root=str(Path(image_root).resolve()))
+
+def resume_checkpoint(out_dir, # the run folder
+                      train_config:dict, # the inputs and settings asked for now
+                     ) -> dict|None:
+    "The checkpoint to continue (`out_dir/checkpoints/last.pth`), or None; one made from other inputs or settings is refused."
+    last = Path(out_dir)/"checkpoints"/"last.pth"
+    if not last.exists(): return None
+    ck = load_checkpoint(last); saved = ck.get("train_config") or {}
+    check_resume(saved, train_config, last, "a training run", "use another out_dir, or resume=False (cutler-train --resume False) to start over",
+                 keys=(set(saved) | set(train_config)) - set(_RESUME_FREE))
+    return ck
+
+# %% ../nbs/08_train.ipynb #5c368164
+def rng_state(cp_rng:random.Random) -> dict:
+    "The states of every random generator training uses: Python, NumPy, torch (CPU, CUDA) and copy-paste's."
+    np_state = np.random.get_state()
+    return dict(python=random.getstate(), numpy=[np_state[0], np_state[1].tolist(), *np_state[2:]],
+                torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                copy_paste=cp_rng.getstate())
+
+def set_rng_state(state:dict, cp_rng:random.Random):
+    "Restore the states saved by `rng_state`."
+    to_tuple = lambda x: tuple(to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+    random.setstate(to_tuple(state["python"])); cp_rng.setstate(to_tuple(state["copy_paste"]))
+    n = state["numpy"]; np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["cuda"])
+
+# %% ../nbs/08_train.ipynb #6372fd1f
+def _build(r, init:str, weights):
+    "Step 3: the detector (`r.cfg['arch']`), its optimiser and the gradient scaler, on `r.dev`."
+    cfg = r.cfg
+    model = build_detector(arch=cfg["arch"], init=init, weights=weights, drop_loss=cfg["drop_loss"], min_size=cfg["test_min_size"],
+                           **{k: cfg[k] for k in _MODEL_KEYS if k in cfg})
+    r.core = r.model = model.to(r.dev)
+    r.opt = make_optimizer(model, cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["weight_decay"], cfg["weight_decay_norm"])
+    r.scaler = torch.amp.GradScaler("cuda", enabled=r.use_amp and r.amp_dtype == torch.float16)
+
+def _restore(r, ck:dict|None) -> int:
+    "Step 4: load a checkpoint into the run (weights, optimiser, scaler, metrics rows, RNG states); returns its iteration."
+    metrics = r.out_dir/"tables"/"metrics.csv"
+    if ck is None:
+        if r.main and metrics.exists(): metrics.unlink()
+        r.rows = []; return 0
+    r.core.load_state_dict(ck["model"]); r.opt.load_state_dict(ck["optimizer"])
+    if ck.get("scaler") and r.scaler.is_enabled(): r.scaler.load_state_dict(ck["scaler"])
+    start = int(ck["iter"])
+    r.rows = [row for row in _read_metrics(metrics) if int(row["iter"]) <= start]
+    if ck.get("rng") and r.world == 1: set_rng_state(ck["rng"], r.cp_rng)   # the RNG states of rank 0 only fit one process
+    else: seed_everything(r.seed + r.rank + 7919 * start)
+    r.log.info("resuming from %s at iteration %d", r.out_dir/"checkpoints"/"last.pth", start)
+    return start
+
+def _wrap_ddp(r):
+    "Under torchrun: SyncBN (CUDA, `norm='bn'`, CutLER's SyncBN) and `DistributedDataParallel`; `r.core` stays the bare model."
+    if r.world > 1:
+        m = r.core
+        if r.dev.type == "cuda" and r.cfg["norm"] == "bn": m = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m)
+        r.model = torch.nn.parallel.DistributedDataParallel(m, device_ids=[r.dev.index] if r.dev.type == "cuda" else None)
+        r.core = r.model.module
+    r.model.train()
+
+# %% ../nbs/08_train.ipynb #092fd7ad
+def _loss_terms(loss_dict:dict) -> list[Tensor]:
+    "The logged loss terms, in `_LOSSES` order (a cascade reports each term summed over its stages; a missing term logs 0)."
+    zero = torch.zeros((), device=next(iter(loss_dict.values())).device)
+    return [loss_dict[k].detach().float() if k in loss_dict else zero for k in _LOSSES]
+
+def _iteration(r, it:int, images, targets) -> tuple[float, Tensor, dict]:
+    "Step 5: one optimisation step at iteration `it` (0-based); returns (lr, loss, loss terms)."
+    cfg = r.cfg
+    images = [im.to(r.dev, non_blocking=True) for im in images]   # copy-paste runs on the device too
+    targets = [{k: v.to(r.dev, non_blocking=True) for k, v in t.items()} for t in targets]
+    if r.copy_paste: images, targets = copy_paste(images, targets, cfg["copy_paste_ratio"], cfg["copy_paste_rate"],
+                                                  cfg["copy_paste_max_cover"], cfg["copy_paste_min_visible"], rng=r.cp_rng)
+    lr = cfg["lr"] * lr_factor(it, cfg["max_iter"], cfg["schedule"], cfg["steps"], cfg["gamma"], cfg["warmup_iters"], cfg["warmup_factor"])
+    for g in r.opt.param_groups: g["lr"] = lr
+    with torch.autocast(r.dev.type, dtype=r.amp_dtype) if r.use_amp else nullcontext():
+        loss_dict = r.model(images, targets)
+    loss = sum(loss_dict.values())
+    finite = torch.isfinite(loss.detach()).float()
+    if r.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    r.opt.zero_grad(set_to_none=True)
+    if finite.item() > 0:
+        r.scaler.scale(loss).backward()
+        if cfg["clip_grad"]:
+            r.scaler.unscale_(r.opt); clip_grad_per_param(r.model.parameters(), cfg["clip_grad"])
+        r.scaler.step(r.opt); r.scaler.update()
+    else:
+        r.skipped += 1; r.log.warning("iteration %d: non-finite loss %s, step skipped", it + 1, {k: float(v) for k, v in loss_dict.items()})
+        if r.skipped >= 20: raise CutlerError(f"{r.skipped} iterations with non-finite loss: lower the learning rate", r.out_dir)
+    return lr, loss, loss_dict
+
+# %% ../nbs/08_train.ipynb #a7e1e9bf
+def _record(r, done:int, lr:float, loss:Tensor, loss_dict:dict, t_data:float, pbar=None):
+    "Step 6a: accumulate the losses; every `log_every` iterations (and at the end) average them over the ranks into a metrics row."
+    drop = getattr(r.core.roi_heads, "last_drop_fraction", float("nan")) if r.cfg["drop_loss"] else float("nan")
+    r.acc.append(torch.stack([loss.detach().float(), *_loss_terms(loss_dict), torch.tensor(drop, device=r.dev)]))
+    if done % r.cfg["log_every"] and done != r.cfg["max_iter"]: return
+    v = torch.stack(r.acc).mean(0)
+    if r.world > 1: torch.distributed.all_reduce(v); v /= r.world
+    now = time.perf_counter()
+    row = dict(iter=done, lr=lr, loss=float(v[0]), **{k: float(v[1 + j]) for j, k in enumerate(_LOSSES)}, drop_frac=float(v[-1]),
+               s_per_iter=(now - r.t_last) / len(r.acc), data_s=t_data, skipped=r.skipped,
+               max_mem_mb=torch.cuda.max_memory_allocated(r.dev) / 2**20 if r.dev.type == "cuda" else 0.0)
+    r.acc, r.t_last = [], now
+    if r.main:
+        r.rows.append(row); _write_metrics(r.rows, r.out_dir/"tables"/"metrics.csv")
+        if pbar is not None: pbar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2g}")
+
+def _checkpoint(r, done:int):
+    "Step 6b: rank 0 writes the checkpoint (weights, optimiser, scaler, RNG states, configs) and the loss curve."
+    if r.main:
+        state = dict(model=r.core.state_dict(), optimizer=r.opt.state_dict(), scaler=r.scaler.state_dict() if r.scaler.is_enabled() else None,
+                     iter=done, build_config=json.loads(json.dumps(r.core.build_config)), train_config=json.loads(json.dumps(r.train_config)),
+                     init_source=r.core.init_source, rng=rng_state(r.cp_rng))
+        save_checkpoint(state, r.out_dir/"checkpoints", done, r.cfg["keep_checkpoints"])
+        if r.rows: plot_loss_curve(r.rows, r.out_dir/"figures"/"loss_curve.png")
+    if r.world > 1: torch.distributed.barrier()
+
+# %% ../nbs/08_train.ipynb #7333dbf6
 def train(ann_file, # COCO instances JSON: pseudo-labels (or ground truth), any category counts as "object"
           image_root, # folder the `file_name`s are relative to
           out_dir, # run folder: checkpoints/, tables/metrics.csv, figures/loss_curve.png, train_config.json, train.log
-          preset:str="cpu-smoke", # "cutler", "cutler-selftrain" or "cpu-smoke" (see `PRESETS`)
+          preset:str="cpu-smoke", # a key of `PRESETS`: "cutler", "cutler-cascade", "cutler-selftrain", "cutler-cascade-selftrain", "cpu-smoke"
           max_iter:int=None, # iterations (default: the preset's)
           batch_size:int=None, # images per iteration over all ranks (default: the preset's)
           lr:float=None, # base learning rate (default: the preset's)
           optimizer:str=None, # "sgd" or "adamw" (default: the preset's)
-          drop_loss:bool=True, # DropLoss on the box classifier
+          drop_loss:bool=None, # DropLoss on the box classifier (default: the preset's; off in the self-training presets)
           copy_paste:bool=True, # CutLER's copy-paste augmentation
+          arch:str=None, # "maskrcnn" or "cascade" (default: the preset's)
           init:str="random", # start: "random", "dino" (DINO ResNet-50 backbone) or "checkpoint" (a trained detector, e.g. the previous self-training round)
           weights=None, # init="dino": the DINO ResNet-50 file/name; init="checkpoint": a checkpoint written by `train`
           device="auto", # "auto", "cpu", "cuda", "cuda:1"
           amp:bool=None, # mixed precision on CUDA (default: the preset's; never on CPU)
           checkpoint_every:int=None, # iterations between checkpoints (default: the preset's)
-          resume:bool=True, # continue from out_dir/checkpoints/last.pth when it exists
+          resume:bool=True, # continue from out_dir/checkpoints/last.pth when it exists (refused if made otherwise)
           seed:int=0, # random seed (each rank adds its rank)
           num_workers:int=0, # data-loading worker processes per rank
           **overrides, # any other preset key: min_sizes, max_size, schedule, steps, warmup_iters, clip_grad, amp_dtype, ...
          ) -> Path:
-    "Train the class-agnostic Mask R-CNN on `ann_file`; returns the final checkpoint (`checkpoints/iter_XXXXXXX.pth`)."
-    cfg = resolve_config(preset, max_iter=max_iter, batch_size=batch_size, lr=lr, optimizer=optimizer, amp=amp,
-                         checkpoint_every=checkpoint_every, **overrides)
+    "Train the class-agnostic detector on `ann_file`; returns the final checkpoint (`checkpoints/iter_XXXXXXX.pth`)."
+    from types import SimpleNamespace
+    cfg = resolve_config(preset, max_iter=max_iter, batch_size=batch_size, lr=lr, optimizer=optimizer, amp=amp, drop_loss=drop_loss,
+                         arch=arch, checkpoint_every=checkpoint_every, **overrides)                  # 1. configure
     rank, world, local, dev = _dist_setup(device)
-    out_dir = Path(out_dir); ckpt_dir = out_dir/"checkpoints"; main = rank == 0
-    for sub in ("checkpoints", "tables", "figures"): (out_dir/sub).mkdir(parents=True, exist_ok=True)
-    log = get_logger("cutler_nb.train", out_dir/"train.log" if main else None)
-    seed_everything(seed + rank)
     if cfg["batch_size"] % world: raise ValueError(f"batch_size {cfg['batch_size']} is not divisible by the {world} ranks")
-    per_rank = cfg["batch_size"] // world
-    use_amp = bool(cfg["amp"]) and dev.type == "cuda"
-    if cfg["amp"] and dev.type != "cuda" and amp: log.warning("amp=True ignored: mixed precision is used on CUDA only")
-    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[cfg["amp_dtype"]]
-
-    ds = CocoInstances(ann_file, image_root, cfg["min_sizes"], cfg["max_size"], cfg["flip"], train=True,
-                       failures=out_dir/"failures.jsonl")
-    model = build_detector(init=init, weights=weights, drop_loss=drop_loss, min_size=cfg["test_min_size"],
-                           **{k: cfg[k] for k in _MODEL_KEYS if k in cfg})
-    build_config = model.build_config
-    model.to(dev)
-    opt = make_optimizer(model, cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["weight_decay"], cfg["weight_decay_norm"])
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    start = 0; metrics_path = out_dir/"tables"/"metrics.csv"; rows = []
-    if resume and (ckpt_dir/"last.pth").exists():
-        ck = load_checkpoint(ckpt_dir/"last.pth")
-        if ck["build_config"] != json.loads(json.dumps(build_config)):
-            diff = sorted(k for k in set(ck["build_config"]) | set(build_config) if ck["build_config"].get(k) != build_config.get(k))
-            raise CutlerError(f"the checkpoint's network differs from the one asked for ({', '.join(diff)}); "
-                              "use another out_dir or resume=False", ckpt_dir/"last.pth")
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
-        if ck.get("scaler") and scaler.is_enabled(): scaler.load_state_dict(ck["scaler"])
-        start = int(ck["iter"])
-        rows = [r for r in _read_metrics(metrics_path) if int(r["iter"]) <= start]
-        log.info("resuming from %s at iteration %d", ckpt_dir/"last.pth", start)
-    elif main and metrics_path.exists(): metrics_path.unlink()
-    train_config = dict(cfg, ann_file=str(ann_file), image_root=str(image_root), drop_loss=drop_loss, copy_paste=copy_paste,
-                        init=init, weights=None if weights is None else str(weights), seed=seed, world_size=world,
-                        amp=use_amp, num_workers=num_workers)
-    if main:
-        atomic_write_json(dict(config=train_config, build_config=build_config, **run_info(dev)), out_dir/"train_config.json", indent=2)
-        _write_metrics(rows, metrics_path)
-    final = ckpt_dir/f"iter_{cfg['max_iter']:07d}.pth"
+    r = SimpleNamespace(cfg=cfg, rank=rank, world=world, dev=dev, main=rank == 0, out_dir=Path(out_dir), seed=seed, copy_paste=copy_paste,
+                        use_amp=bool(cfg["amp"]) and dev.type == "cuda", amp_dtype=torch_dtype(cfg["amp_dtype"]), skipped=0, acc=[])
+    r.train_config = dict(cfg, **_input_fingerprint(ann_file, image_root), copy_paste=copy_paste, init=init, use_amp=r.use_amp,
+                          weights=None if weights is None else str(weights), seed=seed, world_size=world, num_workers=num_workers)
+    ck = resume_checkpoint(r.out_dir, r.train_config) if resume else None                             # 2. check the folder
+    for sub in ("checkpoints", "tables", "figures"): (r.out_dir/sub).mkdir(parents=True, exist_ok=True)
+    r.log = get_logger("cutler_nb.train", r.out_dir/"train.log" if r.main else None)
+    if cfg["amp"] and dev.type != "cuda" and amp: r.log.warning("amp=True ignored: mixed precision is used on CUDA only")
+    seed_everything(seed + rank); r.cp_rng = random.Random(seed * 1000 + rank)
+    ds = CocoInstances(ann_file, image_root, cfg["min_sizes"], cfg["max_size"], cfg["flip"], train=True,  # 3. data and model
+                       failures=r.out_dir/"failures.jsonl", skip_empty=True)
+    if ds.n_empty and r.main: r.log.info("left out %d of %d images without any pseudo-label", ds.n_empty, len(ds) + ds.n_empty)
+    _build(r, init, weights)
+    start = _restore(r, ck)                                                                            # 4. restore
+    if r.main:
+        data = dict(images=len(ds), left_out_without_labels=ds.n_empty, instances=ds.num_instances())
+        atomic_write_json(dict(config=r.train_config, data=data, build_config=r.core.build_config, **run_info(dev)),
+                          r.out_dir/"train_config.json", indent=2)
+        _write_metrics(r.rows, r.out_dir/"tables"/"metrics.csv")
+    final = r.out_dir/"checkpoints"/f"iter_{cfg['max_iter']:07d}.pth"
     if start >= cfg["max_iter"]:
-        log.info("already trained to %d iterations", start)
-        return final if final.exists() else ckpt_dir/"last.pth"
-
-    core = model
-    if world > 1:
-        if dev.type == "cuda" and cfg["norm"] == "bn": model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-        core = model.module
-    model.train()
+        r.log.info("already trained to %d iterations", start)
+        return final if final.exists() else r.out_dir/"checkpoints"/"last.pth"
+    _wrap_ddp(r)
+    per_rank = cfg["batch_size"] // world
     stream = _batches(ds, per_rank, rank, world, seed, start, num_workers, pin=dev.type == "cuda")
-    sched = dict(max_iter=cfg["max_iter"], schedule=cfg["schedule"], steps=cfg["steps"], gamma=cfg["gamma"],
-                 warmup_iters=cfg["warmup_iters"], warmup_factor=cfg["warmup_factor"])
-    cp_rng = random.Random(seed * 1000 + rank + start)
-    if main: log.info("training %d→%d iterations, %d images, %d instances, %d rank(s) × %d images, %s, amp=%s",
-                      start, cfg["max_iter"], len(ds), ds.num_instances(), world, per_rank, dev, use_amp)
+    if r.main: r.log.info("training %s %d→%d iterations, %d images, %d instances, %d rank(s) × %d images, %s, amp=%s",
+                          cfg["arch"], start, cfg["max_iter"], len(ds), ds.num_instances(), world, per_rank, dev, r.use_amp)
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
-    skipped, acc, t_last = 0, [], time.perf_counter()
-    pbar = tqdm(range(start, cfg["max_iter"]), initial=start, total=cfg["max_iter"], disable=not main, desc="train")
-    for it in pbar:
-        t0 = time.perf_counter()
-        images, targets = next(stream)
-        images = [im.to(dev, non_blocking=True) for im in images]   # copy-paste runs on the device too
-        targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
-        if copy_paste: images, targets = _copy_paste(images, targets, cfg["copy_paste_ratio"], cfg["copy_paste_rate"],
-                                                     cfg["copy_paste_max_cover"], cfg["copy_paste_min_visible"], rng=cp_rng)
-        t_data = time.perf_counter() - t0
-        cur_lr = cfg["lr"] * lr_factor(it, **sched)
-        for g in opt.param_groups: g["lr"] = cur_lr
-        with torch.autocast(dev.type, dtype=amp_dtype) if use_amp else nullcontext():
-            loss_dict = model(images, targets)
-        loss = sum(loss_dict.values())
-        finite = torch.isfinite(loss.detach()).float()
-        if world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        opt.zero_grad(set_to_none=True)
-        if finite.item() > 0:
-            scaler.scale(loss).backward()
-            if cfg["clip_grad"]:
-                scaler.unscale_(opt); torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
-            scaler.step(opt); scaler.update()
-        else:
-            skipped += 1; log.warning("iteration %d: non-finite loss %s, step skipped", it + 1, {k: float(v) for k, v in loss_dict.items()})
-            if skipped >= 20: raise CutlerError(f"{skipped} iterations with non-finite loss: lower the learning rate", out_dir)
-        vals = torch.stack([loss.detach().float()] + [loss_dict[k].detach().float() for k in _LOSSES]
-                           + [torch.tensor(core.roi_heads.last_drop_fraction if drop_loss else float("nan"), device=dev)])
-        acc.append(vals)
-        done = it + 1
-        if done % cfg["log_every"] == 0 or done == cfg["max_iter"]:
-            v = torch.stack(acc).mean(0)
-            if world > 1: torch.distributed.all_reduce(v); v /= world
-            now = time.perf_counter()
-            row = dict(iter=done, lr=cur_lr, loss=float(v[0]), **{k: float(v[1 + j]) for j, k in enumerate(_LOSSES)},
-                       drop_frac=float(v[-1]), s_per_iter=(now - t_last) / len(acc), data_s=t_data,
-                       max_mem_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0, skipped=skipped)
-            acc, t_last = [], now
-            if main:
-                rows.append(row); _write_metrics(rows, metrics_path)
-                pbar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{cur_lr:.2g}")
-        if done % cfg["checkpoint_every"] == 0 or done == cfg["max_iter"]:
-            if main:
-                state = dict(model=core.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict() if scaler.is_enabled() else None,
-                             iter=done, build_config=json.loads(json.dumps(build_config)), train_config=json.loads(json.dumps(train_config)),
-                             init_source=core.init_source, torch_rng=torch.get_rng_state())
-                save_checkpoint(state, ckpt_dir, done, cfg["keep_checkpoints"])
-                if rows: plot_loss_curve(rows, out_dir/"figures"/"loss_curve.png")
-            if world > 1: torch.distributed.barrier()
-    if main: log.info("finished: %s", final)
+    r.t_last = time.perf_counter()
+    pbar = tqdm(range(start, cfg["max_iter"]), initial=start, total=cfg["max_iter"], disable=not r.main, desc="train")
+    for it in pbar:                                                                                    # 5. iterate, 6. record
+        t0 = time.perf_counter(); images, targets = next(stream); t_data = time.perf_counter() - t0
+        lr_it, loss, loss_dict = _iteration(r, it, images, targets)
+        _record(r, it + 1, lr_it, loss, loss_dict, t_data, pbar)
+        if (it + 1) % cfg["checkpoint_every"] == 0 or it + 1 == cfg["max_iter"]: _checkpoint(r, it + 1)
+    if r.main: r.log.info("finished: %s", final)
     return final
 
-# %% ../nbs/08_train.ipynb #5c368164
+# %% ../nbs/08_train.ipynb #a99b851d
 def detections_to_results(out:dict, image_id:int, score_thresh:float=0.0, mask_thresh:float=0.5) -> list[dict]:
     "COCO results entries from one torchvision output dict (`boxes`, `scores`, `masks` N×1×H×W)."
     keep = out["scores"] >= score_thresh
     boxes, scores = out["boxes"][keep].float().cpu().numpy(), out["scores"][keep].float().cpu().numpy()
     masks = (out["masks"][keep][:, 0] > mask_thresh).cpu().numpy() if "masks" in out else None
     res = []
-    if len(boxes) and masks is not None:
-        rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     for j in range(len(boxes)):
         x1, y1, x2, y2 = (float(v) for v in boxes[j])
         r = dict(image_id=int(image_id), category_id=1, bbox=[x1, y1, x2 - x1, y2 - y1], score=float(scores[j]))
-        if masks is not None: r["segmentation"] = dict(size=[int(s) for s in rles[j]["size"]], counts=rles[j]["counts"].decode("ascii"))
+        if masks is not None: r["segmentation"] = mask_to_rle(masks[j])
         res.append(r)
     return res
 
@@ -472,7 +565,7 @@ def _image_entries(image_root, images, ann_file, out_file):
         except ValueError: return str(p)
     return [(i + 1, Path(p), rel(p), None) for i, p in enumerate(sorted(paths, key=lambda p: rel(p)))]
 
-# %% ../nbs/08_train.ipynb #a604d8a3
+# %% ../nbs/08_train.ipynb #f143e132
 def predict(checkpoint, # checkpoint written by `train`
             image_root, # folder of the images
             out_file, # COCO results JSON to write (atomically)
@@ -484,10 +577,13 @@ def predict(checkpoint, # checkpoint written by `train`
             batch_size:int=1, # images per forward pass
             min_size:int=None, # test shortest side (default: the checkpoint's)
             max_size:int=None, # test longest side at most (default: the checkpoint's)
+            arch:str=None, # expected architecture ("maskrcnn", "cascade"); a checkpoint of another is refused
            ) -> Path:
     "Run a trained detector on images and write COCO results (RLE masks at the original size); returns `out_file`."
     out_file = Path(out_file); out_file.parent.mkdir(parents=True, exist_ok=True)
     dev = get_device(device); model = load_model(checkpoint, dev)
+    if arch is not None and model.build_config.get("arch", "maskrcnn") != arch:
+        raise CutlerError(f"is a {model.build_config.get('arch', 'maskrcnn')} detector, not {arch}", checkpoint)
     model.roi_heads.score_thresh, model.roi_heads.detections_per_img = score_thresh, max_dets
     if min_size: model.transform.min_size = (int(min_size),)
     if max_size: model.transform.max_size = int(max_size)
@@ -528,42 +624,85 @@ def predict(checkpoint, # checkpoint written by `train`
     return out_file
 
 # %% ../nbs/08_train.ipynb #d20c40c0
+_CLI_OPTIONS = ("preset", "arch", "max_iter", "batch_size", "lr", "optimizer", "drop_loss", "copy_paste", "init", "weights",
+                "device", "amp", "checkpoint_every", "resume", "seed", "num_workers")
+
+def console_script(name:str) -> str:
+    "The path of one of this package's console scripts: beside the running Python first, else on PATH, else the bare name."
+    p = Path(sys.executable).parent/name
+    return str(p) if p.exists() else (shutil.which(name) or name)
+
+def torchrun_command(nproc:int, # processes (one per GPU; gloo ranks on a CPU)
+                     ann_file, image_root, out_dir, # as for `train`
+                     **options, # `train` options: named ones as --key value, other preset keys into --overrides
+                    ) -> list[str]:
+    "The `torchrun ... cutler-train` command line training on `nproc` processes with `options`."
+    if int(nproc) < 1: raise ValueError(f"nproc must be at least 1, got {nproc}")
+    opts = {k: v for k, v in options.items() if v is not None}
+    over = dict(opts.pop("overrides", None) or {})
+    over.update({k: opts.pop(k) for k in list(opts) if k not in _CLI_OPTIONS})
+    args = [str(ann_file), str(image_root), str(out_dir)]
+    for k, v in opts.items(): args += [f"--{k}", str(v)]
+    if over: args += ["--overrides", json.dumps(over, default=list)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(nproc)}", "--no-python",
+            console_script("cutler-train"), *args]
+
+def train_torchrun(nproc:int, ann_file, image_root, out_dir, **options) -> Path:
+    "Run `torchrun_command(...)`; returns the final checkpoint, or raises `CutlerError` naming `out_dir` when a rank failed."
+    rc = subprocess.run(torchrun_command(nproc, ann_file, image_root, out_dir, **options)).returncode
+    if rc: raise CutlerError(f"torchrun cutler-train exited with code {rc} (see {Path(out_dir)/'train.log'}); re-run to resume", out_dir)
+    return sorted((Path(out_dir)/"checkpoints").glob("iter_*.pth"))[-1]
+
+# %% ../nbs/08_train.ipynb #cf4fd601
 def _parse_amp(amp):
     if amp is None or isinstance(amp, bool): return amp, None
     s = str(amp).lower()
     if s in ("on", "true", "1", "yes"): return True, None
     if s in ("off", "false", "0", "no"): return False, None
-    if s in ("fp16", "bf16"): return True, s
-    raise ValueError(f"amp must be on/off/fp16/bf16, got {amp!r}")
+    torch_dtype(s)   # one home for precision names: an unknown one raises ValueError there
+    return True, s
+
+def _train_summary(out_dir, ckpt, seconds:float) -> str:
+    "One line on a finished `train` run: iterations, images (and those left out), last loss, time."
+    tc = read_json(Path(out_dir)/"train_config.json"); rows = _read_metrics(Path(out_dir)/"tables"/"metrics.csv")
+    d = tc.get("data", {}); last = f"{float(rows[-1]['loss']):.3f}" if rows else "n/a"
+    return (f"cutler-train: {tc['config']['arch']}, {rows[-1]['iter'] if rows else 0} iterations on {d.get('images')} images "
+            f"({d.get('left_out_without_labels', 0)} without labels left out), last loss {last}, {seconds:.0f} s")
 
 @call_parse
 def train_cli(ann_file:str, # COCO instances JSON (pseudo-labels or ground truth)
               image_root:str, # folder the file_names are relative to
-              out_dir:str, # run folder (resumes when it holds checkpoints/last.pth)
-              preset:str="cpu-smoke", # cutler, cutler-selftrain or cpu-smoke
+              out_dir:str, # run folder (resumes when it holds checkpoints/last.pth made with the same inputs and settings)
+              preset:str="cpu-smoke", # cutler, cutler-cascade, cutler-selftrain, cutler-cascade-selftrain or cpu-smoke
+              arch:str=None, # maskrcnn or cascade (default: the preset's)
               max_iter:int=None, # iterations (default: the preset's)
               batch_size:int=None, # images per iteration over all ranks
               lr:float=None, # base learning rate
               optimizer:str=None, # sgd or adamw
-              drop_loss:bool=True, # DropLoss on the box classifier; --no-drop_loss turns it off
-              copy_paste:bool=True, # copy-paste augmentation; --no-copy_paste turns it off
+              drop_loss:bool_arg=None, # DropLoss on the box classifier: True or False (default: the preset's)
+              copy_paste:bool_arg=True, # copy-paste augmentation: True or False
               init:str="random", # start: random, dino (DINO ResNet-50 backbone) or checkpoint (a trained detector)
               weights:str=None, # the DINO ResNet-50 file for --init dino, or the checkpoint for --init checkpoint
               device:str="auto", # auto, cpu, cuda, cuda:1
               amp:str=None, # mixed precision on CUDA: on, off, fp16 or bf16 (default: the preset's)
               checkpoint_every:int=None, # iterations between checkpoints
-              resume:bool=True, # resume from out_dir/checkpoints/last.pth; --no-resume starts over
+              resume:bool_arg=True, # resume from out_dir/checkpoints/last.pth; False starts over
               seed:int=0, # random seed
               num_workers:int=0, # data-loading workers per rank
               overrides:str=None, # other preset keys as a JSON object, e.g. '{"min_sizes": [480, 640]}'
              ):
-    "Train CutLER's class-agnostic Mask R-CNN with DropLoss and copy-paste (torchrun for several GPUs)."
-    amp_on, amp_dtype = _parse_amp(amp)
-    extra = json.loads(overrides) if overrides else {}
-    if amp_dtype: extra["amp_dtype"] = amp_dtype
-    print(train(ann_file, image_root, out_dir, preset=preset, max_iter=max_iter, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                drop_loss=drop_loss, copy_paste=copy_paste, init=init, weights=weights, device=device, amp=amp_on,
-                checkpoint_every=checkpoint_every, resume=resume, seed=seed, num_workers=num_workers, **extra))
+    "Train CutLER's class-agnostic detector (Mask R-CNN or Cascade) with DropLoss and copy-paste (torchrun for several GPUs)."
+    t0 = time.perf_counter()
+    def run():
+        amp_on, amp_dtype = _parse_amp(amp)
+        try: extra = json.loads(overrides) if overrides else {}
+        except json.JSONDecodeError as e: raise ValueError(f"--overrides is not a JSON object ({e})") from None
+        if amp_dtype: extra["amp_dtype"] = amp_dtype
+        return train(ann_file, image_root, out_dir, preset=preset, arch=arch, max_iter=max_iter, batch_size=batch_size, lr=lr,
+                     optimizer=optimizer, drop_loss=drop_loss, copy_paste=copy_paste, init=init, weights=weights, device=device,
+                     amp=amp_on, checkpoint_every=checkpoint_every, resume=resume, seed=seed, num_workers=num_workers, **extra)
+    ck = run_cli("cutler-train", run)
+    if int(os.environ.get("RANK", 0)) == 0: print(_train_summary(out_dir, ck, time.perf_counter() - t0)); print(ck)
 
 @call_parse
 def predict_cli(checkpoint:str, # checkpoint written by cutler-train
@@ -577,7 +716,11 @@ def predict_cli(checkpoint:str, # checkpoint written by cutler-train
                 batch_size:int=1, # images per forward pass
                 min_size:int=None, # test shortest side (default: the checkpoint's)
                 max_size:int=None, # test longest side at most (default: the checkpoint's)
+                arch:str=None, # expected architecture (maskrcnn or cascade); default: whatever the checkpoint holds
                ):
     "Write COCO results (boxes, RLE masks, scores) of a trained detector on a folder of images."
-    print(predict(checkpoint, image_root, out_file, images=images, ann_file=ann_file, score_thresh=score_thresh,
-                  max_dets=max_dets, device=device, batch_size=batch_size, min_size=min_size, max_size=max_size))
+    t0 = time.perf_counter()
+    out = run_cli("cutler-predict", predict, checkpoint, image_root, out_file, images=images, ann_file=ann_file, score_thresh=score_thresh,
+                  max_dets=max_dets, device=device, batch_size=batch_size, min_size=min_size, max_size=max_size, arch=arch)
+    res = read_json(out)
+    print(f"cutler-predict: {len(res)} detections on {len({r['image_id'] for r in res})} images, {time.perf_counter() - t0:.0f} s"); print(out)

@@ -15,7 +15,7 @@ from .data import rle_to_mask, mask_to_bbox
 # %% auto #0
 __all__ = ['PALETTE', 'blend_masks', 'overlay_masks', 'heatmap', 'show_grid', 'save_figure']
 
-# %% ../nbs/01a_viz.ipynb #5f1ab11c
+# %% ../nbs/01a_viz.ipynb #b6f8c5aa
 PALETTE = [tuple(int(c*255) for c in matplotlib.colormaps["tab10"](i)[:3]) for i in range(10)]
 
 def _as_mask(m, h:int, w:int) -> np.ndarray:
@@ -23,6 +23,7 @@ def _as_mask(m, h:int, w:int) -> np.ndarray:
     if m.shape != (h, w): raise ValueError(f"mask of shape {m.shape} does not fit an image of {h}x{w}")
     return m
 
+# %% ../nbs/01a_viz.ipynb #c5793252
 def blend_masks(image:np.ndarray, # H×W×3 uint8
                 masks, # bool H×W arrays or COCO segmentations
                 alpha:float=0.5, # opacity of the mask colour
@@ -36,8 +37,16 @@ def blend_masks(image:np.ndarray, # H×W×3 uint8
     return out.round().clip(0, 255).astype(np.uint8)
 
 # %% ../nbs/01a_viz.ipynb #6f7193ed
-def overlay_masks(image:np.ndarray, masks, ax=None, alpha:float=0.5, colors=None, boxes:bool=False,
-                  contours:bool=True, title:str|None=None, labels=None):
+def overlay_masks(image:np.ndarray, # H×W×3 uint8
+                  masks, # bool H×W arrays or COCO segmentations
+                  ax=None, # matplotlib axes (None: a new figure)
+                  alpha:float=0.5, # opacity of the fill
+                  colors=None, # one RGB tuple per mask; default `PALETTE`
+                  boxes:bool=False, # draw each mask's bounding box
+                  contours:bool=True, # outline each mask
+                  title:str|None=None,
+                  labels=None, # one label per mask, written at its box corner
+                 ):
     "Draw `masks` over `image` on `ax` (new figure if None): tinted fill, outline, optional boxes and labels."
     if ax is None: _, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / max(image.shape[1], 1)))
     h, w = image.shape[:2]; ms = [_as_mask(m, h, w) for m in masks]
@@ -53,7 +62,14 @@ def overlay_masks(image:np.ndarray, masks, ax=None, alpha:float=0.5, colors=None
     if title: ax.set_title(title, fontsize=10)
     return ax
 
-def heatmap(image:np.ndarray, heat:np.ndarray, ax=None, alpha:float=0.5, cmap:str="jet", title:str|None=None):
+# %% ../nbs/01a_viz.ipynb #69e30495
+def heatmap(image:np.ndarray, # H×W×3 image
+            heat:np.ndarray, # h×w map on any grid (e.g. an eigenvector on the patch grid)
+            ax=None, # matplotlib axes (None: a new figure)
+            alpha:float=0.5, # opacity of the map
+            cmap:str="jet",
+            title:str|None=None,
+           ):
     "Show a low-resolution map (e.g. an eigenvector on the patch grid) stretched over the image."
     if ax is None: _, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / max(image.shape[1], 1)))
     h, w = image.shape[:2]
@@ -62,8 +78,12 @@ def heatmap(image:np.ndarray, heat:np.ndarray, ax=None, alpha:float=0.5, cmap:st
     if title: ax.set_title(title, fontsize=10)
     return ax
 
+# %% ../nbs/01a_viz.ipynb #5751577e
 def show_grid(panels:list, # images (arrays) or callables `f(ax)` that draw one panel
-              titles=None, ncols:int=3, size:float=4.0):
+              titles=None, # one title per panel; None keeps a title the panel set itself
+              ncols:int=3, # panels per row
+              size:float=4.0, # inches per panel
+             ):
     "A figure with one panel per item, `ncols` wide."
     n = len(panels); nrows = max(1, -(-n // ncols)); ncols = min(ncols, max(n, 1))
     fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
@@ -76,7 +96,12 @@ def show_grid(panels:list, # images (arrays) or callables `f(ax)` that draw one 
     fig.tight_layout()
     return fig
 
-def save_figure(fig, path, dpi:int=100, close:bool=True) -> Path:
+# %% ../nbs/01a_viz.ipynb #63c47010
+def save_figure(fig, # matplotlib figure
+                path, # PNG file to write (parent folders are created)
+                dpi:int=100,
+                close:bool=True, # close the figure once saved
+               ) -> Path:
     "Save `fig` as PNG to `path` atomically (a crash never leaves half a picture)."
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     if close: plt.close(fig)

@@ -22,7 +22,7 @@ def _mean_best_iou(ref, got):
 def test_cuda_maskcut_torch_solver_matches_dense_cpu():
     "Batched torch solver on the GPU vs the dense reference on the CPU: mean mask IoU >= 0.99 (classic backbone)."
     imgs = [load_image(p) for p in list_images(sample_dataset("coco_val_mini").images)[:8]]
-    from cutler_nb.maskcut import maskcut_batch
+    from cutler_nb.pseudolabel import maskcut_batch
     ref = maskcut_batch(imgs, "classic", solver="dense", device="cpu", crf=False, fixed_size=320)
     got = maskcut_batch(imgs, "classic", solver="torch", device="cuda", crf=False, fixed_size=320, batch_size=8)
     ious = [_mean_best_iou(r, g) for r, g in zip(ref, got)]
@@ -32,7 +32,7 @@ def test_cuda_maskcut_torch_solver_matches_dense_cpu():
 def test_cuda_pipelined_maskcut_with_crf_matches_cpu():
     "The pipeline on CUDA (prefetch threads, CRF in 2 forked processes after CUDA is initialised) = serial CPU masks."
     imgs = [load_image(p) for p in list_images(sample_dataset("coco_val_mini").images)[:6]]
-    from cutler_nb.maskcut import maskcut_batch
+    from cutler_nb.pseudolabel import maskcut_batch
     ref = maskcut_batch(imgs, "classic", solver="dense", device="cpu", fixed_size=240, batch_size=1, prefetch=0, crf_workers=0)
     torch.zeros(1, device="cuda")
     got = maskcut_batch(imgs, "classic", solver="torch", device="cuda", fixed_size=240, batch_size=4, prefetch=2, crf_workers=2)

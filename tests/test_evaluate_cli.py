@@ -84,18 +84,48 @@ def test_pseudo_labels_file(tmp_path):
 
 
 @pytest.mark.parametrize("content,msg", [
-    ([{"image_id": 123, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}], "not in the ground truth: 123"),
+    ([{"image_id": 123, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}], "entries whose image_id is not in the ground truth: #0 (123)"),
     ({"detections": []}, "is neither a COCO results list"),
-    ([[1, 2, 3]], "is not a list of detections"),
+    ([[1, 2, 3]], "entries that are not objects (not a list of detections): #0"),
+    # NaN and ±Infinity (bare JSON tokens Python's json reads) used to be accepted and changed AP
+    ('[{"image_id": 397133, "category_id": 1, "bbox": [0, 0, 5, 5], "score": NaN},'
+     ' {"image_id": 397133, "category_id": 1, "bbox": [0, 0, 5, 5], "score": Infinity},'
+     ' {"image_id": 397133, "category_id": 1, "bbox": [0, 0, 5, 5], "score": -Infinity}]',
+     "entries whose score is not a finite number: #0 (nan), #1 (inf), #2 (-inf)"),
+    ([{"image_id": 397133, "category_id": 1, "score": 0.5, "segmentation": [[1, 2, 3, 4]]}],
+     "#0 (polygon 0 has 4 numbers, fewer than 3 points)"),
 ])
 def test_bad_results_file(tmp_path, content, msg):
-    bad = tmp_path/"bad_preds.json"; bad.write_text(json.dumps(content))
+    bad = tmp_path/"bad_preds.json"; bad.write_text(content if isinstance(content, str) else json.dumps(content))
     r = run_cli("--gt", sample_dataset("coco_val_mini").annotations, "--pred", bad, "--out", tmp_path/"o")
     assert r.returncode == 1
     assert str(bad) in r.stderr and msg in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.startswith("cutler-eval: error: "), r.stderr
     assert not (tmp_path/"o"/"metrics.json").exists()
+
+
+def test_debug_shows_traceback(tmp_path):
+    "`CUTLER_NB_DEBUG=1` turns the one-line error back into the traceback."
+    bad = tmp_path/"bad.json"; bad.write_text('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": NaN}]')
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg", CUTLER_NB_DEBUG="1")
+    r = subprocess.run([str(CLI), "--gt", sample_dataset("coco_val_mini").annotations, "--pred", bad, "--out", tmp_path/"o"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "AnnotationError" in r.stderr, r.stderr
 
 
 def test_missing_args(tmp_path):
     r = run_cli("--out", tmp_path)
     assert r.returncode == 1 and "--gt" in r.stderr
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_outputs_follow_umask(tmp_path, umask, mode):
+    "Written files get the mode any other tool would give them (they used to be 0600 whatever the umask)."
+    s = sample_dataset("coco_val_mini")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    r = subprocess.run([str(CLI), "--gt", s.annotations, "--pred", s.annotations, "--iou_type", "bbox", "--splits", "all",
+                        "--out", tmp_path/"o"], capture_output=True, text=True, env=env, timeout=300,
+                       preexec_fn=lambda: os.umask(umask))
+    assert r.returncode == 0, r.stderr
+    for f in ("metrics.json", "tables/eval_bbox.csv", "tables/eval_bbox.md", "figures/eval_ap.png"):
+        assert (tmp_path/"o"/f).stat().st_mode & 0o777 == mode, f

@@ -188,10 +188,10 @@ def _tiny(tmp_path, **kw):
                                      box_batch_size_per_image=32, rpn_batch_size_per_image=32), **kw)
 
 
-@pytest.mark.parametrize("N,gpus", [(1, 1), (3, 2)])
-def test_maskcut_filter(N, gpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("N,gpus,arch", [(1, 1, "cascade"), (3, 2, "maskrcnn")])
+def test_maskcut_filter(N, gpus, arch, tmp_path, monkeypatch):
     # gpus = 2 on a CPU: MaskCut as two `cutler-maskcut` shard processes, training with torchrun on two (gloo) ranks
-    p = _tiny(tmp_path, N=N, gpus=gpus, fig1_images=2, fig1_score=0.0, run_id=f"N{N}")
+    p = _tiny(tmp_path, N=N, gpus=gpus, arch=arch, fig1_images=2, fig1_score=0.0, run_id=f"N{N}")
     if gpus > 1: p["batch_size"] = gpus                  # the batch is split over the ranks
     run = run_nb("maskcut_filter", p, tmp_path, monkeypatch)/f"N{N}"
     sets = ["all", "wo-ol", "maskcut-filter"]
@@ -221,6 +221,7 @@ def test_maskcut_filter(N, gpus, tmp_path, monkeypatch):
         assert json.loads((run/"models"/"all"/"train_config.json").read_text())["config"]["world_size"] == 2
     for s in sets:
         assert (run/"models"/s/"checkpoints"/"iter_0000001.pth").exists()
+        assert json.loads((run/"models"/s/"train_config.json").read_text())["config"]["arch"] == arch
         check_png(run/"models"/s/"figures"/"loss_curve.png")
     check_png(run/"figures"/"fig1_maskcut_vs_detector.png", 800, 300)
     summ = json.loads((run/"summary.json").read_text())
@@ -228,19 +229,32 @@ def test_maskcut_filter(N, gpus, tmp_path, monkeypatch):
     assert json.loads((run/"params.json").read_text())["params"]["N"] == N
 
 
+def test_maskcut_filter_stops_on_empty_set(tmp_path, monkeypatch):
+    "A filter that keeps nothing (no detection scores 1.01) stops the study with a message, before training on nothing."
+    tr = sample_dataset("coco_train_mini")
+    labels = subset_coco(tr.annotations, 2, tmp_path/"labels2.json")
+    p = _tiny(tmp_path, maskcut_labels=str(labels), filter_score=1.01, run_id="empty")
+    with pytest.raises(papermill.PapermillExecutionError, match="the MaskCut filter kept none of the"):
+        run_nb("maskcut_filter", p, tmp_path, monkeypatch)
+    run = tmp_path/"outputs"/"maskcut_filter"/"empty"
+    assert (run/"models"/"all"/"checkpoints"/"iter_0000001.pth").exists() and not (run/"models"/"maskcut-filter").exists()
+
+
 def test_self_training(tmp_path, monkeypatch):
-    # score threshold 0: every prediction of the (untrained) detector is merged, so the labels must change
-    run = run_nb("self_training", _tiny(tmp_path, rounds=2, score_thresholds=[0.0], run_id="r2"), tmp_path, monkeypatch)/"r2"
-    labels = [read_coco(run/"labels"/f"round_{k}.json") for k in range(3)]
+    # one self-training round: detector 0 (DropLoss), merge at score 0 (every prediction of the untrained detector enters,
+    # so the labels must change), detector 1 (no DropLoss, from detector 0's weights)
+    run = run_nb("self_training", _tiny(tmp_path, rounds=1, score_thresholds=[0.0], arch="maskrcnn", run_id="r1"), tmp_path, monkeypatch)/"r1"
+    labels = [read_coco(run/"labels"/f"round_{k}.json") for k in range(2)]
     assert len(labels[1]["annotations"]) > len(labels[0]["annotations"])
     assert any(a.get("source") == "pred" for a in labels[1]["annotations"])
     st = rows(run/"tables"/"selftrain.csv")
-    assert [int(r[0]) for r in st[1:]] == [1, 2] and "n_labels_out" in st[0]
-    for k in (1, 2): check_results(run/"predictions"/f"round_{k}.json"); check_results(run/"predictions"/f"val_round_{k}.json")
-    check_eval_outputs(run, ["MaskCut", "detector 1", "detector 2"])
+    assert [int(r[0]) for r in st[1:]] == [0, 1] and "n_labels_out" in st[0] and [r[3] for r in st[1:]] == ["True", "False"]
+    check_results(run/"predictions"/"round_0.json")
+    for k in (0, 1): check_results(run/"predictions"/f"val_round_{k}.json")
+    check_eval_outputs(run, ["MaskCut", "detector 0", "detector 1"])
     ap = rows(run/"tables"/"ap_per_round.csv")
-    assert ap[0][:2] == ["round", "model"] and len(ap[0]) == 2 + 2 * 3 and [r[1] for r in ap[1:]] == ["MaskCut", "detector 1", "detector 2"]
+    assert ap[0][:2] == ["round", "model"] and len(ap[0]) == 2 + 2 * 3 and [r[1] for r in ap[1:]] == ["MaskCut", "detector 0", "detector 1"]
     check_png(run/"figures"/"ap_per_round.png")
     summ = json.loads((run/"summary.json").read_text())
-    assert summ["labels"] == {f"round_{k}": len(labels[k]["annotations"]) for k in range(3)}
-    assert json.loads((run/"notebook_params.json").read_text())["rounds"] == 2
+    assert summ["labels"] == {f"round_{k}": len(labels[k]["annotations"]) for k in range(2)}
+    assert json.loads((run/"notebook_params.json").read_text())["rounds"] == 1

@@ -1,5 +1,5 @@
 "End-to-end runs of the `cutler-maskcut` console script on the bundled COCO sample."
-import contextlib, io, json, os, shutil, subprocess, sys
+import contextlib, io, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
@@ -8,12 +8,18 @@ import pycocotools.coco
 
 from cutler_nb.data import sample_dataset, list_images, image_size, read_coco, rle_to_mask
 
-CLI = shutil.which("cutler-maskcut") or str(Path(sys.executable).parent/"cutler-maskcut")
+def _cli():
+    "The installed command; an install older than the move to `cutler_nb.pseudolabel` still points elsewhere: then the module itself."
+    exe = shutil.which("cutler-maskcut") or str(Path(sys.executable).parent/"cutler-maskcut")
+    if Path(exe).exists() and "pseudolabel" in Path(exe).read_text(errors="replace"): return [exe]
+    return [sys.executable, "-m", "cutler_nb.pseudolabel"]
+
+CLI = _cli()
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
 
 
 def run(*args, check=True):
-    p = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600)
+    p = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600)
     if check and p.returncode != 0: raise AssertionError(f"cutler-maskcut {' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
     return p
 
@@ -59,13 +65,15 @@ def test_classic_with_crf(sample, tmp_path):
     assert (info["backbone"], info["N"], info["tau"], info["fixed_size"], info["solver"], info["crf"]) == ("classic", 3, 0.15, 480, "arpack", True)
     fails = [json.loads(l) for l in (tmp_path/"labels/failures.jsonl").read_text().splitlines()]
     assert [(Path(f["file"]).name, f["stage"]) for f in fails] == [("broken.jpg", "load")]
-    # resuming: nothing is recomputed, the file stays as it was (the broken file is retried and logged again)
-    before = out.read_bytes()
-    run(sample, "--backbone", "classic", "--out", out, "--device", "cpu")
-    assert out.read_bytes() == before
-    # other parameters into the same file are refused
+    assert "3 images done (3 in this run), 1 failed" in r.stderr and "masks written" in r.stderr    # the run summary
+    # resuming: nothing is recomputed, the file stays as it was; the broken file is retried but not logged twice
+    before, fails_before = out.read_bytes(), (tmp_path/"labels/failures.jsonl").read_text()
+    r = run(sample, "--backbone", "classic", "--out", out, "--device", "cpu")
+    assert out.read_bytes() == before and "3 done already, 1 to go" in r.stderr
+    assert (tmp_path/"labels/failures.jsonl").read_text() == fails_before
+    # other parameters into the same file are refused, in one line
     r = run(sample, "--backbone", "classic", "--out", out, "--device", "cpu", "--tau", "0.3", check=False)
-    assert r.returncode != 0 and "different MaskCut parameters (tau)" in r.stderr
+    assert r.returncode == 1 and "different settings (tau: 0.15 → 0.3)" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_pipelined_crf_workers_write_the_same_file(sample, tmp_path):
@@ -110,12 +118,17 @@ def test_coco_json_input(tmp_path):
 
 
 def test_bad_inputs(tmp_path):
-    "Uniform and too-small images are logged, not fatal; a missing input is a clear error."
+    "Uniform and too-small images are logged, not fatal; a result without masks needs --allow_empty; a missing input is a clear error."
     d = tmp_path/"imgs"; d.mkdir()
     Image.fromarray(np.full((60, 90, 3), 128, np.uint8)).save(d/"uniform.png")
     Image.fromarray(np.zeros((6, 200, 3), np.uint8)).save(d/"thin.png")
+    (d/"folder.jpg").mkdir(); (d/"loop.png").symlink_to(d/"loop.png")
     out = tmp_path/"pl.json"
-    run(d, "--backbone", "dino_vits16", "--pretrained", "False", "--crf", "False", "--fixed_size", "160", "--device", "cpu", "--out", out)
+    args = (d, "--backbone", "dino_vits16", "--pretrained", "False", "--crf", "False", "--fixed_size", "160", "--device", "cpu", "--out", out)
+    r = run(*args, check=False)
+    assert r.returncode == 1 and "no mask was found in any of its 1 images; pass allow_empty" in r.stderr
+    assert "folder.jpg: named like an image but a folder" in r.stderr and "loop.png: named like an image" in r.stderr
+    run(*args, "--allow_empty", "True")
     got = json.loads(out.read_text())
     assert [im["file_name"] for im in got["images"]] == ["uniform.png"] and got["annotations"] == []
     fails = {Path(f["file"]).name: f for f in map(json.loads, (tmp_path/"failures.jsonl").read_text().splitlines())}
@@ -126,7 +139,7 @@ def test_bad_inputs(tmp_path):
 
 def test_spawned_crf_workers_as_on_macos(monkeypatch):
     "Where fork is unsafe (macOS, Windows) the CRF workers are spawned: same masks as in-process refinement."
-    import cutler_nb.maskcut as mc
+    import cutler_nb.pseudolabel as mc
     monkeypatch.setattr(mc, "CRF_START_METHOD", "spawn")
     paths = list_images(sample_dataset("coco_val_mini").images)[:3]
     kw = dict(fixed_size=160, batch_size=2, details=True)

@@ -34,20 +34,22 @@ def mini(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run1(mini, tmp_path_factory):
-    "One self-training round, 2 iterations, in a fresh run folder."
+    "One self-training round (detector 0, merge, detector 1), 2 iterations each, in a fresh run folder."
     ann, images = mini
     out = tmp_path_factory.mktemp("runs")/"selftrain"/"r1"
     return out, selftrain(ann, images, out, **ARGS)
 
 def test_one_round(mini, run1):
     ann, _ = mini; out, res = run1
-    test_files = ["params.json", "labels/round_0.json", "labels/round_1.json", "predictions/round_1.json",
+    test_files = ["params.json", "labels/round_0.json", "labels/round_1.json", "predictions/round_0.json",
                   "tables/selftrain.csv", "tables/selftrain.md", "selftrain.log"]
     for f in test_files: assert (out/f).exists(), f
+    assert not (out/"predictions/round_1.json").exists()   # the last detector's output is not merged
     assert read_json(out/"labels/round_0.json") == read_json(ann)
-    rec = res["rounds"][0]; assert not rec["skipped"] and Path(rec["checkpoint"]).exists()
+    assert [r["round"] for r in res["rounds"]] == [0, 1] and not any(r["skipped"] for r in res["rounds"])
+    assert all(Path(r["checkpoint"]).exists() for r in res["rounds"]) and res["checkpoint"] == res["rounds"][1]["checkpoint"]
     assert res["labels"] == out/"labels/round_1.json"
-    preds = read_json(out/"predictions/round_1.json")
+    preds = read_json(out/"predictions/round_0.json")
     assert {p["image_id"] for p in preds} <= set(IMAGES) and all(sum(p["image_id"] == i for p in preds) <= 5 for i in IMAGES)
     new = read_coco(out/"labels/round_1.json")
     assert coco_problems(new) == [] and [a["id"] for a in new["annotations"]] == list(range(1, len(new["annotations"]) + 1))
@@ -58,30 +60,51 @@ def test_one_round(mini, run1):
     assert c["prev"] + c["prev_dropped"] == len(read_coco(ann)["annotations"])
     assert len(new["annotations"]) == c["pred"] + c["prev"]
     assert sum(a["source"] == "pred" for a in new["annotations"]) == c["pred"]
-    row = (out/"tables/selftrain.csv").read_text().splitlines()
-    assert len(row) == 2 and row[1].startswith("1,cpu-smoke,0.0,0.5,")
+    rows = (out/"tables/selftrain.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("0,cpu-smoke,maskrcnn,True,") and rows[2].startswith("1,cpu-smoke,maskrcnn,False,")
+
+def test_dropLoss_per_round_and_warm_start(run1):
+    "CutLER's self-training config: detector 0 with DropLoss, the self-training detector without, from detector 0's weights."
+    out, res = run1
+    c0, c1 = (torch.load(r["checkpoint"], map_location="cpu", weights_only=True) for r in res["rounds"])
+    assert (c0["build_config"]["drop_loss"], c1["build_config"]["drop_loss"]) == (True, False)
+    assert c1["init_source"] == dict(init="checkpoint", weights=str(out/"checkpoints/round_0/checkpoints/last.pth"))
 
 def test_resume_skips_finished_round(mini, run1):
     ann, images = mini; out, _ = run1
-    files = [out/"labels/round_1.json", out/"predictions/round_1.json", *sorted((out/"checkpoints/round_1/checkpoints").glob("*.pth"))]
+    files = [out/"labels/round_1.json", out/"predictions/round_0.json", *sorted((out/"checkpoints").rglob("*.pth"))]
     before = {f: f.stat().st_mtime_ns for f in files}
     res = selftrain(ann, images, out, **ARGS)
-    assert res["rounds"][0]["skipped"] is True
+    assert [r["skipped"] for r in res["rounds"]] == [True, True]
     assert {f: f.stat().st_mtime_ns for f in files} == before   # nothing retrained, re-predicted or rewritten
     with pytest.raises(CutlerError, match="different settings"):
         selftrain(ann, images, out, **dict(ARGS, iou_thresh=0.6))
 
 def test_cli_second_round_warm_start(mini, run1):
-    "The CLI resumes the library's run folder (same parameters), skips round 1 and trains round 2 from round 1's weights."
+    "The CLI resumes the library's run folder (same parameters), skips detectors 0 and 1 and trains detector 2 from detector 1's weights."
     ann, images = mini; out, _ = run1
     stdout = _cli("cutler-selftrain", ann, images, out, "--rounds", 2, "--score_thresholds", "0.0", "--max_iter", 2,
                   "--device", "cpu", "--max_dets", 5, "--batch_size", 1, "--overrides", json.dumps(TINY))
-    assert "round 1: skipped" in stdout and "round 2: done" in stdout, stdout
-    assert (out/"labels/round_2.json").exists() and (out/"predictions/round_2.json").exists()
-    # round 2 was built from round 1's final weights (that `init="checkpoint"` copies them is tested in 07_detector)
+    assert "detector 0: skipped" in stdout and "detector 1: skipped" in stdout and "detector 2: done" in stdout, stdout
+    assert "cutler-selftrain: 2 round(s), 3 detectors (2 done before)" in stdout, stdout
+    assert (out/"labels/round_2.json").exists() and (out/"predictions/round_1.json").exists()
     ck = torch.load(out/"checkpoints/round_2/checkpoints/last.pth", map_location="cpu", weights_only=True)
     assert ck["init_source"] == dict(init="checkpoint", weights=str(out/"checkpoints/round_1/checkpoints/last.pth"))
-    assert len((out/"tables/selftrain.csv").read_text().splitlines()) == 3
+    assert ck["build_config"]["drop_loss"] is False
+    assert len((out/"tables/selftrain.csv").read_text().splitlines()) == 4
+
+def test_merge_and_filter_validate_predictions(mini, tmp_path):
+    "Predictions whose image ids the labels do not know (shifted ids) are an error in merge and filter, not silently dropped."
+    ann, _ = mini
+    d = read_coco(ann); im = d["images"][0]
+    m = np.zeros((im["height"], im["width"]), bool); m[:5, :5] = True
+    preds = [dict(image_id=max(IMAGES) + 1, category_id=1, segmentation=mask_to_rle(m), bbox=[0, 0, 5, 5], score=0.9)]
+    (tmp_path/"shifted.json").write_text(json.dumps(preds))
+    with pytest.raises(CutlerError, match="image_id is not in the ground truth"): merge_pseudo_labels(ann, tmp_path/"shifted.json")
+    r = subprocess.run([str(BIN/"cutler-filter"), "--pseudo", str(ann), "--pred", str(tmp_path/"shifted.json"), "--out", str(tmp_path/"k.json")],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 1 and "image_id is not in the ground truth" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path/"k.json").exists()
 
 def _box(h, w, y0, y1, x0, x1):
     m = np.zeros((h, w), bool); m[y0:y1, x0:x1] = True; return m
@@ -98,7 +121,7 @@ def test_filter_cli_known_answer(tmp_path):
     write_coco(pseudo, tmp_path/"p.json"); (tmp_path/"pred.json").write_text(json.dumps(preds))
     stdout = _cli("cutler-filter", "--pseudo", tmp_path/"p.json", "--pred", tmp_path/"pred.json", "--out", tmp_path/"k.json",
                   "--removed", tmp_path/"r.json")
-    assert "kept 2 of 4 masks" in stdout
+    assert "cutler-filter: kept 2 of 4 masks" in stdout
     assert [a["id"] for a in read_coco(tmp_path/"k.json")["annotations"]] == [1, 2]
     assert [a["id"] for a in read_coco(tmp_path/"r.json")["annotations"]] == [3, 4]
     _cli("cutler-filter", "--pseudo", tmp_path/"p.json", "--pred", tmp_path/"pred.json", "--out", tmp_path/"k2.json",

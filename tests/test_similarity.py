@@ -103,3 +103,15 @@ def test_cuda_matches_cpu():
     vit = load_backbone("dino_vits16", pretrained=False, device="cuda")
     cv = correspondences(vit, a, b, k=2, size=224)
     assert len(cv) > 0
+
+
+def test_one_name_one_meaning():
+    """Issue 14: a name exported by two modules means one thing. `ncut.cosine_similarity` (features -> patch affinity)
+    and the pairwise measure `similarity.cosine` are distinct; `ncut`'s logger is private; `overlap._coco_and_path` says what it returns."""
+    from cutler_nb import ncut, similarity, overlap
+    assert "cosine_similarity" not in similarity.__all__ and not hasattr(similarity, "cosine_similarity")
+    assert MEASURES["cosine"].fn is similarity.cosine and "cosine" in similarity.__all__
+    a = torch.tensor([[3., 4], [4, 3]])
+    assert torch.allclose(similarity.cosine(a, a), ncut.cosine_similarity(a, channels_first=False))   # same numbers, two signatures
+    assert "log" not in ncut.__all__ and not hasattr(ncut, "log")
+    assert not hasattr(overlap, "_as_coco") and overlap._coco_and_path({"images": []}) == ({"images": []}, None)
