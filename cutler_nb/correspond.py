@@ -9,14 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import get_device
-from .data import load_image
-from .features import preprocess, extract_features
+import functools, time
+from fastcore.basics import patch
+from tqdm.auto import tqdm
+from .core import get_device, run_dir, get_logger, FailureLog, ImageLoadError, read_json, atomic_write_json
+from .core import dict_rows, write_table
+from .data import load_image, sample_dataset
+from .features import preprocess, extract_features, load_backbone
 from .similarity import grid_cover
 
 # %% auto #0
 __all__ = ['cls_saliency', 'attention_foreground', 'mutual_topk', 'patch_centres', 'Correspondences', 'best_buddies',
-           'correspondences', 'plot_correspondences']
+           'correspondences', 'plot_correspondences', 'correspondences_over_k', 'correspondence_study']
 
 # %% ../nbs/11_correspond.ipynb #c9957e74
 def cls_saliency(attn:torch.Tensor, # heads×h×w (or h×w) CLS→patch attention of one image
@@ -80,6 +84,25 @@ class Correspondences:
     def pairs(self) -> set[tuple[int,int]]:
         "The pairs as a set of `(idx_a, idx_b)`."
         return set(zip(self.idx_a.tolist(), self.idx_b.tolist()))
+
+# %% ../nbs/11_correspond.ipynb #252b0c0b
+@patch
+def summary(self:Correspondences) -> dict:
+    "Foreground sizes (the whole grid where no mask was used), number of pairs and their mean similarity (nan: none)."
+    n_fg = lambda fg, grid: int(np.asarray(fg).sum()) if fg is not None else int(grid[0] * grid[1])
+    return dict(fg_prototype=n_fg(self.fg_a, self.grid_a), fg_query=n_fg(self.fg_b, self.grid_b), pairs=len(self),
+                mean_sim=float(self.sim.mean()) if len(self) else float("nan"))
+
+# %% ../nbs/11_correspond.ipynb #30406751
+@patch
+def to_dict(self:Correspondences,
+            digits:int=5, # decimals kept of the similarities (pixel coordinates keep 2)
+           ) -> dict:
+    "A JSON-ready record of the pairs: grids, patch indices, pixel coordinates and similarities, most similar first."
+    return dict(grid_prototype=[int(x) for x in self.grid_a], grid_query=[int(x) for x in self.grid_b],
+                idx_prototype=np.asarray(self.idx_a).tolist(), idx_query=np.asarray(self.idx_b).tolist(),
+                xy_prototype=np.round(self.xy_a, 2).tolist(), xy_query=np.round(self.xy_b, 2).tolist(),
+                sim=np.round(np.asarray(self.sim, dtype=np.float64), digits).tolist())
 
 # %% ../nbs/11_correspond.ipynb #37af6b2a
 def _flat(desc):
@@ -175,3 +198,101 @@ def plot_correspondences(image_a:np.ndarray, # H×W×3 prototype image
     ax_a.set_title(title or f"prototype (top) / query (bottom): {n} of {len(corr)} pairs", fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/11_correspond.ipynb #a74d02a3
+def correspondences_over_k(backbone, # a `cutler_nb.features.Backbone`
+                           prototype, # path or H×W×3 uint8 array
+                           query, # path or H×W×3 uint8 array
+                           ks=(1, 3), # mutual top-k values
+                           facet:str="k", # descriptor facet: 'k', 'q', 'v' or 'token'
+                           layer:int=-1, # transformer block of the descriptors and the attention
+                           mass:float|None=0.6, # foreground keeps this share of the CLS attention; None: all patches
+                           size=480, # backbone input side (or (H, W))
+                          ) -> dict[int, Correspondences]:
+    "`correspondences` at every `k` of `ks` (a dict `k → Correspondences`), describing each image once."
+    ia, fa, ga, ca = _describe(backbone, prototype, facet, layer, size, mass)
+    ib, fb, gb, cb = _describe(backbone, query, facet, layer, size, mass)
+    return {int(k): best_buddies(fa, fb, int(k), ga, gb, ia.shape[:2], ib.shape[:2], ca, cb, device=backbone.device)
+            for k in sorted(set(ks))}
+
+# %% ../nbs/11_correspond.ipynb #451bb1ef
+def _study_inputs(prototype, queries, k, ks, mass):
+    "The study's images as strings and `ks` sorted, after checking them."
+    val = sample_dataset("coco_val_mini").images
+    prototype = str(prototype or val/"000000143931.jpg")
+    if isinstance(queries, (str, Path)): queries = [queries]
+    queries = [str(q) for q in (queries or [val/f for f in ("000000463730.jpg", "000000303818.jpg", "000000017627.jpg")])]
+    ks = sorted({int(x) for x in ks})
+    if not ks or ks[0] < 1 or int(k) < 1: raise ValueError(f"k and ks must be >= 1 (and ks not empty), got k={k}, ks={ks}")
+    if mass is not None and not 0 < mass <= 1: raise ValueError(f"mass must be in (0, 1] or None, got {mass}")
+    for f in [prototype, *queries]:
+        if not Path(f).is_file(): raise ImageLoadError("image file does not exist", f)
+    stems = [Path(q).stem for q in queries]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup: raise ValueError(f"queries share file stems {dup}: their pictures would overwrite each other; rename or copy them")
+    return prototype, queries, ks
+
+# %% ../nbs/11_correspond.ipynb #bf9ff1c9
+def _study_query(run:Path, # the run folder
+                 backbone, # a callable returning the backbone (loaded on first use)
+                 proto:np.ndarray, # the prototype image
+                 prototype:str, query:str, # their paths (recorded)
+                 k:int, ks:list, # the picture's k and the table's
+                 max_pairs:int, lines:bool, # for `plot_correspondences`
+                 **kw, # facet, layer, mass, size for `correspondences_over_k`
+                ) -> dict:
+    "`dict(rows=..., pairs=...)` of one query: computed and saved, or read back from an earlier run."
+    stem = Path(query).stem
+    f, fig_path = run/"predictions"/f"{stem}.json", run/"figures"/f"correspondences_{stem}.png"
+    if f.exists() and fig_path.exists(): return read_json(f)
+    from cutler_nb.viz import save_figure
+    q_img = load_image(query)
+    cs = correspondences_over_k(backbone(), proto, q_img, sorted(set(ks) | {k}), **kw)
+    rows = [dict(query=Path(query).name, k=kk, **cs[kk].summary()) for kk in ks]
+    c = cs[k]
+    save_figure(plot_correspondences(proto, q_img, c, max_pairs=max_pairs, lines=lines,
+                                     title=f"{stem}: {min(max_pairs, len(c))} of {len(c)} pairs, k = {k}"), fig_path)
+    rec = dict(rows=rows, pairs=dict(prototype=prototype, query=query, k=k, **c.to_dict()))
+    atomic_write_json(rec, f)
+    return rec
+
+# %% ../nbs/11_correspond.ipynb #27e43b3a
+def _cell(v): return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+def correspondence_study(prototype=None, # prototype image path (default: a bundled COCO photo of a bus)
+                         queries=None, # query image paths (default: three other bundled bus photos)
+                         backbone:str="dino_vitb8", # a key of `features.BACKBONES`, e.g. "dino_vitb8" or "classic"
+                         weights=None, # explicit checkpoint path for the backbone
+                         facet:str="k", # descriptor facet: 'k', 'q', 'v' or 'token'
+                         layer:int=-1, # transformer block of the descriptors and the attention
+                         k:int=3, # mutual top-k of the pictures and of `correspondences.json`
+                         ks=(1, 2, 3, 5), # neighbourhood sizes compared in the table
+                         mass:float|None=0.6, # foreground keeps this share of the CLS attention; None: every patch
+                         size:int=480, # backbone input side
+                         max_pairs:int=50, # pairs drawn per picture (the most similar)
+                         lines:bool=False, # join the two points of a pair
+                         study:str="correspondences", # study folder under outputs/
+                         run_id:str|None=None, # run folder (default: derived from the parameters); reuse it to resume
+                         root=None, # parent of the study folders (default: `core.outputs_dir()`)
+                         device="auto", # where the backbone runs
+                         progress:bool=True, # show a progress bar over the queries
+                        ) -> Path:
+    "Relaxed best buddies of a prototype with each query at every `k` of `ks`: table, pictures and pairs in a run folder."
+    t0 = time.perf_counter()
+    prototype, queries, ks = _study_inputs(prototype, queries, k, ks, mass)
+    params = dict(prototype=prototype, queries=queries, backbone=backbone, weights=None if weights is None else str(weights),
+                  facet=facet, layer=layer, k=int(k), ks=ks, mass=mass, size=size, max_pairs=max_pairs, lines=lines)
+    d = run_dir(study, run_id, params, root, device)
+    log, fails = get_logger(logfile=d/"log.txt"), FailureLog(d/"failures.jsonl")
+    bb = functools.cache(lambda: load_backbone(backbone, weights=weights, device=device))
+    proto, recs = load_image(prototype), []
+    for q in tqdm(queries, desc="correspondences", disable=not progress):
+        try: recs.append(_study_query(d, bb, proto, prototype, q, int(k), ks, max_pairs, lines, facet=facet, layer=layer, mass=mass, size=size))
+        except ImageLoadError as e: fails.log(q, "load", e)
+    rows = dict_rows([r for rec in recs for r in rec["rows"]], ["query", "k", "fg_prototype", "fg_query", "pairs", "mean_sim"], fmt=_cell)
+    write_table(rows, d/"tables"/"correspondences", f"Relaxed best buddies ({backbone}, facet {facet}, mass {mass}, size {size}).")
+    atomic_write_json([rec["pairs"] for rec in recs], d/"correspondences.json")
+    atomic_write_json(dict(seconds=round(time.perf_counter() - t0, 1), n_queries=len(queries), n_failed=len(queries) - len(recs)),
+                      d/"summary.json", indent=1)
+    log.info("correspondence study: %d of %d queries in %.1f s -> %s", len(recs), len(queries), time.perf_counter() - t0, d)
+    return d

@@ -156,6 +156,14 @@ def _ritz_top(Q, W, k:int):
     return u, th, (Nu - th[:, None] * u).norm(dim=-1)
 
 # %% ../nbs/04_ncut.ipynb #5c3f3137
+def _orthogonalise(w, v1, Q, upto:int):
+    "`w` made orthogonal to `v1` and to the first `upto` basis vectors in `Q`, twice ('twice is enough')."
+    for _ in range(2):
+        w = w - (w * v1).sum(-1, keepdim=True) * v1
+        if upto: w = w - torch.einsum("bkn,bk->bn", Q[:, :upto], torch.einsum("bkn,bn->bk", Q[:, :upto], w))
+    return w
+
+# %% ../nbs/04_ncut.ipynb #c53cd1de
 def _lanczos_top(Nm, v1, iters:int, gen,
                  tol:float=0.0, # stop a graph once its residual is at most this, or at most 10·tol and no longer falling (0: run all `iters` steps)
                  check:int=10, # steps between convergence checks
@@ -169,13 +177,8 @@ def _lanczos_top(Nm, v1, iters:int, gen,
     active = torch.arange(B, device=Nm.device); prev = torch.full((B,), float("inf"), dtype=Nm.dtype, device=Nm.device)
     Q = torch.zeros(B, m, n, dtype=Nm.dtype, device=Nm.device); W = torch.zeros_like(Q)
     tiny = 100 * torch.finfo(Nm.dtype).eps
-    def orth(w, upto):
-        for _ in range(2):
-            w = w - (w * v1).sum(-1, keepdim=True) * v1
-            if upto: w = w - torch.einsum("bkn,bk->bn", Q[:, :upto], torch.einsum("bkn,bn->bk", Q[:, :upto], w))
-        return w
     def rand(): return torch.randn(len(active), n, generator=gen, dtype=torch.float64).to(Nm)
-    q = orth(rand(), 0); q = q / q.norm(dim=-1, keepdim=True)
+    q = _orthogonalise(rand(), v1, Q, 0); q = q / q.norm(dim=-1, keepdim=True)
     for j in range(m):
         Q[:, j] = q; W[:, j] = matvec(q)
         if j + 1 == m or (tol > 0 and (j + 1) % check == 0):
@@ -190,12 +193,12 @@ def _lanczos_top(Nm, v1, iters:int, gen,
                 keep = ~done; active = active[keep]
                 Nm, v1, Q, W, q, prev = Nm[keep], v1[keep], Q[keep], W[keep], q[keep], prev[keep]
                 if scale is not None: scale = scale[keep]
-        w = orth(W[:, j], j + 1); nrm = w.norm(dim=-1, keepdim=True)
+        w = _orthogonalise(W[:, j], v1, Q, j + 1); nrm = w.norm(dim=-1, keepdim=True)
         # a graph whose Krylov space is exhausted (e.g. a low-rank one) continues with a fresh random direction,
         # so that it does not stop the others; Rayleigh–Ritz needs only an orthonormal basis
         dead = nrm[:, 0] < tiny
         if bool(dead.any()):
-            r = orth(rand(), j + 1); w = torch.where(dead[:, None], r, w); nrm = w.norm(dim=-1, keepdim=True)
+            r = _orthogonalise(rand(), v1, Q, j + 1); w = torch.where(dead[:, None], r, w); nrm = w.norm(dim=-1, keepdim=True)
         q = w / nrm
     return U, TH, RES, steps
 

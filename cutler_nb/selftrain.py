@@ -179,17 +179,17 @@ def round_figure(labels, # pseudo-labels written by `merge_pseudo_labels`: COCO 
     ims = d["images"][:n]
     titles = [f"{im['file_name']}: {sum(a.get('source') == 'pred' for a in by[im['id']])} predicted, "
               f"{sum(a.get('source') != 'pred' for a in by[im['id']])} old" for im in ims]
-    return show_grid([panel(im) for im in ims], titles=titles, ncols=min(3, max(len(ims), 1)), size=3.5)
+    return show_grid([panel(im) for im in ims], titles=titles, ncols=min(3, max(len(ims), 1)), size=2.8)
 
 # %% ../nbs/09_selftrain.ipynb #600a00b7
 def _train_detector(s, k:int) -> tuple[Path, bool]:
-    "Detector k of the run `s` on `labels/round_k.json`, warm-started from detector k-1; (its checkpoint, whether it was done already)."
+    "Detector k of the run `s` on `labels/round_k.json`, warm-started from detector k-1; (its final checkpoint, whether it was trained already)."
     from cutler_nb.train import train
     from cutler_nb.train import resolve_config
     d = s.run; ck_dir = d/"checkpoints"/f"round_{k}"/"checkpoints"
     kw = dict(s.train_kw, preset=_per_round(s.preset, k), drop_loss=_per_round(s.drop_loss, k), arch=_per_round(s.arch, k))
     final = ck_dir/f"iter_{resolve_config(kw['preset'], max_iter=s.max_iter)['max_iter']:07d}.pth"
-    if (d/"labels"/f"round_{k + 1}.json").exists() if k < s.rounds else final.exists(): return final, True
+    if final.exists() or (k < s.rounds and (d/"labels"/f"round_{k + 1}.json").exists()): return final, True
     if s.warm_start and k >= 1:
         kw.update(init="checkpoint", weights=str(d/"checkpoints"/f"round_{k - 1}"/"checkpoints"/"last.pth"))
     s.log.info("detector %d: training on labels/round_%d.json (preset %s, DropLoss %s)", k, k, kw["preset"], kw["drop_loss"])
@@ -251,11 +251,13 @@ def selftrain(ann_file, # initial pseudo-labels (MaskCut output): COCO instances
     for k in range(rounds + 1):
         ck, done = _train_detector(s, k)
         records.append(dict(round=k, labels=d/"labels"/f"round_{k}.json", checkpoint=ck, skipped=done))
-        if done and k in rows: continue
+        merge = k < rounds and not (d/"labels"/f"round_{k + 1}.json").exists()
+        if done and k in rows and not merge: continue
         cfg = resolve_config(_per_round(preset, k), drop_loss=_per_round(drop_loss, k), arch=_per_round(arch, k))
         row = dict(round=k, preset=_per_round(preset, k), arch=cfg["arch"], drop_loss=cfg["drop_loss"],
                    n_labels=len(read_coco(d/"labels"/f"round_{k}.json")["annotations"]))
-        if k < rounds: row.update(_merge_round(s, k + 1, ck))
+        if merge: row.update(_merge_round(s, k + 1, ck))
+        elif k < rounds: row.update({c: rows.get(k, {}).get(c) for c in _TABLE[5:]})
         rows[k] = row
         recs = [{c: rows[j].get(c) for c in _TABLE} for j in sorted(rows)]
         write_table(dict_rows(recs, _TABLE, fmt=lambda v: "" if v is None else str(v)), d/"tables"/"selftrain",
