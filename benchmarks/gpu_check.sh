@@ -20,3 +20,4 @@ timeout "$T_TR" python3 benchmarks/train_speed.py --device cuda --iters 150 --wa
 # the metrics survive a timeout: iterations/s and memory can be read from them even without benchmark.json
 cp /tmp/tb/benchmark.json "$OUT/" 2>/dev/null; for a in maskrcnn cascade; do cp /tmp/tb/$a/tables/metrics.csv "$OUT/metrics_$a.csv" 2>/dev/null; done
 timeout "$T_GV" python3 benchmarks/groupvit_speed.py --device cuda --batch_size 32 --iters 20 --warmup 3 --dtype fp16 --zs_images 4 2>&1 | tee "$OUT/groupvit_speed.txt" | tail -8
+timeout "${T_GT:-300}" python3 benchmarks/groupvit_train_speed.py --device cuda --models full --batch_size 64 --amp fp16 --iters 10 --warmup 3 --losses ge --out "$OUT/groupvit_train_speed.json" 2>&1 | tee "$OUT/groupvit_train_speed.txt" | tail -14

@@ -18,7 +18,7 @@ from .features import BadWeightsError, is_offline, unwrap_state_dict, _check_fit
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'HUB_IDS', 'NVLABS_RELEASES', 'KEY_RULES', 'FUSED_RULES', 'clip_tokenize',
            'vision_embeddings', 'resize_position_embeddings', 'GroupViTOutput', 'GroupViT', 'tiny_config',
            'tiny_groupvit', 'resolve_groupvit_weights', 'nvlabs_to_hf', 'hf_to_nvlabs', 'nvlabs_config',
-           'save_groupvit', 'load_groupvit']
+           'save_groupvit', 'load_groupvit', 'variant_layout', 'groupvit_variant']
 
 # %% ../nbs/12_groupvit.ipynb #2b3834ca
 IMAGENET_MEAN, IMAGENET_STD = _features.IMAGENET_MEAN, _features.IMAGENET_STD
@@ -432,3 +432,81 @@ def load_groupvit(name:str="nvidia/groupvit-gcc-yfcc", # hub id, a HF model fold
     m = _from_folder(p) if p.is_dir() else _from_pth(p, config)
     get_logger().debug("GroupViT weights from %s", p)   # also kept as `model.source`
     return m.to(dev).eval()
+
+# %% ../nbs/12_groupvit.ipynb #0af109b6
+def variant_layout(vision_config, # the source's vision config: GroupViT's 2 grouping blocks (3 stages, tokens like 64/8/0)
+                   n_blocks:int, # grouping blocks of the variant: 1, 2 or 3
+                   final_tokens:int|None=None, # group tokens (= output groups) of the variant's last GB; None: its source's
+                  ) -> list[dict]:
+    "Per stage of the variant: `depth`, source `layers` (flat indices), source stage `gb` of its GB (None: no GB), `tokens`, `outputs`."
+    d, g, o = (list(getattr(vision_config, a)) for a in ("depths", "num_group_tokens", "num_output_groups"))
+    if len(d) != 3 or g[2] or not (g[0] and g[1]):
+        raise ValueError(f"a variant is built from a 2-GB GroupViT (3 stages, group tokens like 64/8/0); this one has depths {d}, group tokens {g}")
+    if n_blocks == 1: depths, gb = [d[0], d[1] + d[2]], [0, None]
+    elif n_blocks == 2: depths, gb = d, [0, 1, None]
+    elif n_blocks == 3: depths, gb = [d[0] - d[0] // 3, d[0] // 3, d[1], d[2]], [0, 1, 1, None]   # 6/3/3 -> GBs after blocks 4, 6, 9
+    else: raise ValueError(f"n_blocks must be 1, 2 or 3, got {n_blocks}")
+    last = gb[-2]
+    k = o[last] if final_tokens is None else int(final_tokens)
+    if not 0 < k <= min(g[last], o[last]):
+        raise ValueError(f"final_tokens={final_tokens}: the last GB is copied from GB{last + 1}, which has {g[last]} group tokens; choose 1..{min(g[last], o[last])}")
+    tokens = [g[s] if s is not None else 0 for s in gb]; outputs = [o[s] for s in gb[:-1]]
+    tokens[-2] = outputs[-1] = k
+    outputs.append(k)   # the last stage has no GB; transformers reads its entry as the number of final segments
+    starts = [sum(depths[:i]) for i in range(len(depths))]
+    return [dict(depth=n, layers=list(range(s, s + n)), gb=b, tokens=t, outputs=u)
+            for n, s, b, t, u in zip(depths, starts, gb, tokens, outputs)]
+
+# %% ../nbs/12_groupvit.ipynb #c7dd6534
+_STAGE_KEY = re.compile(r"vision_model\.encoder\.stages\.(\d+)\.(layers\.(\d+)\.|group_token$|downsample\.|group_projector\.)(.*)")
+
+def _variant_source(key:str, # a state-dict key of the variant
+                    layout:list[dict], # from `variant_layout`
+                    src_vc, # the source's vision config
+                   ):
+    "(source key, slicing function) for one weight of the variant, or None when it has no counterpart (keeps its init)."
+    m = _STAGE_KEY.fullmatch(key)
+    if m is None: return key, lambda t: t   # embeddings, final norm, text side, projectors, logit scale
+    i, part, j, rest = int(m[1]), m[2], m[3], m[4]
+    st, S = layout[i], "vision_model.encoder.stages.{}."
+    if j is not None:
+        flat = st["layers"][int(j)]; bounds = [sum(src_vc.depths[:n + 1]) for n in range(len(src_vc.depths))]
+        s = next(n for n, b in enumerate(bounds) if flat < b); j0 = flat - ([0] + bounds)[s]
+        return S.format(s) + f"layers.{j0}.{rest}", lambda t: t
+    src, k, u = st["gb"], st["tokens"], st["outputs"]
+    if part == "group_token": return S.format(src) + "group_token", lambda t: t[:, :k]
+    if part == "downsample.":
+        cut = {"mlp_inter.fc1.weight": lambda t: t[:, :k], "mlp_inter.fc2.weight": lambda t: t[:u], "mlp_inter.fc2.bias": lambda t: t[:u]}
+        return S.format(src) + "downsample." + rest, cut.get(rest, lambda t: t)
+    same_prev = src > 0 and src_vc.num_output_groups[src - 1] == layout[i - 1]["outputs"]
+    if same_prev or rest.startswith("0."):   # the projector's LayerNorm acts per channel; its token MLP needs the same inputs
+        return S.format(src) + "group_projector." + rest, (lambda t: t[:k]) if rest.startswith("1.fc2.") else (lambda t: t)
+    return None
+
+# %% ../nbs/12_groupvit.ipynb #bc4c23b7
+def groupvit_variant(model:GroupViT, # a 2-GB GroupViT (the release, or a fine-tuned one)
+                     n_blocks:int, # grouping blocks of the variant: 1, 2 or 3
+                     final_tokens:int|None=None, # group tokens of its last GB (Table 15: 1/64, 3/8, 3/4); None: the source's
+                     seed:int=0, # initialisation of the few weights with no counterpart
+                    ) -> GroupViT:
+    "A GroupViT with `n_blocks` GBs built from `model` by weight surgery (§5.13); `.variant` says what was copied (eval mode)."
+    src_vc = model.hf.config.vision_config
+    layout = variant_layout(src_vc, n_blocks, final_tokens)
+    cfg = GroupViTConfig.from_dict(model.hf.config.to_dict()); vc = cfg.vision_config
+    vc.depths = [s["depth"] for s in layout]; vc.num_hidden_layers = sum(vc.depths)
+    vc.num_group_tokens = [s["tokens"] for s in layout]; vc.num_output_groups = [s["outputs"] for s in layout]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed); hf = GroupViTModel(cfg)
+    old, new, fresh = model.hf.state_dict(), hf.state_dict(), []
+    for key, t in new.items():
+        s = _variant_source(key, layout, src_vc)
+        if s is None: fresh.append(key); continue
+        v = s[1](old[s[0]])
+        if v.shape != t.shape: raise ValueError(f"variant weight {key} {tuple(t.shape)} does not fit {s[0]} {tuple(v.shape)}")
+        new[key] = v.detach().clone()
+    hf.load_state_dict(new, strict=True)
+    k = layout[-1]["outputs"]
+    out = GroupViT(hf.to(model.device, model.hf.logit_scale.dtype), multi_label_logit_scale=float(model.multi_label_logit_scale.detach()),
+                   source=f"{model.source} -> {n_blocks} GBs/{k} tokens (§5.13 weight surgery)")
+    out.variant = dict(n_blocks=n_blocks, final_tokens=k, layout=layout, fresh=fresh)
+    return out.eval()

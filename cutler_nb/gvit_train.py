@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from fastcore.script import call_parse
 from .core import CutlerError, atomic_write_bytes, atomic_write_json, read_json, check_resume, run_info, get_logger, seed_everything, run_cli
 from .train import _dist_setup, save_checkpoint, load_checkpoint
-from .groupvit import load_groupvit, tiny_groupvit, resize_position_embeddings, save_groupvit
+from .groupvit import load_groupvit, tiny_groupvit, resize_position_embeddings, save_groupvit, groupvit_variant
 from .captions import (CaptionDataset, collate_captions, read_coco_captions, sample_caption_pairs, noun_counts,
                                 frequent_vocab, nltk_tagger, lexicon_tagger)
 from .gvit_losses import (contrastive_loss, multi_label_contrastive_loss, non_noisy_multi_label_loss, group_entropy,
@@ -30,6 +30,7 @@ __all__ = ['BASE', 'PRESETS', 'PARTS', 'LOSS_TERMS', 'METRIC_COLS', 'MIOU_COLS',
 # %% ../nbs/16_groupvit_train.ipynb #e57d2e87
 BASE = dict(
     model="nvidia/groupvit-gcc-yfcc", weights=None,   # "tiny": random-init tiny GroupViT (plumbing only)
+    variant=None,   # "GBs/final tokens", e.g. "3/4": build that architecture from the loaded model (`groupvit_variant`, §5.13)
     parts=("gb1", "gb2"), epochs=30, batch_size=256, lr=None, lr_scale=0.01, warmup_epochs=1, cosine_epochs=12, cycles=2,
     weight_decay=0.05, clip_grad=5.0, amp=True, size=224,
     K=5, label_type="np+nouns", fill="pad", vocab_f=None, ml_form="soft", pad="mask", non_noisy=False,
@@ -52,6 +53,8 @@ def _presets() -> dict:
     P["t12-finetune-384"] = dict(size=384)
     for r in ("se", "le", "ge"): P[f"t12-{r}-384"] = {r: 1.0, "size": 384}
     P["t13-non-noisy-ge"] = dict(size=384, batch_size=512, non_noisy=True, ge=1.0)
+    P["t15-1gb-64tok"] = dict(_ORIGINAL_TEXT, epochs=10, variant="1/64", parts=("vision",))   # §5.13.1: the whole visual encoder trains
+    for k in (8, 4): P[f"t15-3gb-{k}tok"] = dict(_ORIGINAL_TEXT, epochs=20, variant=f"3/{k}", parts=("all",))   # §5.13.2: all of GroupViT
     P["t16-dino-distill"] = dict(_ORIGINAL_TEXT, epochs=10, distill=1.0)
     return {k: {**BASE, **v} for k, v in P.items()}
 
@@ -74,6 +77,9 @@ def resolve_config(preset:str="t13-non-noisy-ge", **given) -> dict:
         if cfg[k] < 0: raise ValueError(f"{k} weight must be >= 0, got {cfg[k]}")
     if (cfg["le"] or cfg["se"]) and cfg["K"] == 0: raise ValueError("LE and SE need labels: K must be > 0")
     if cfg["size"] % 16: raise ValueError(f"size must be a multiple of the 16-px patch, got {cfg['size']}")
+    v = cfg["variant"]
+    if v is not None and not (isinstance(v, str) and len(v.split("/")) == 2 and v.split("/")[0] in ("1", "2", "3") and v.split("/")[1].isdigit()):
+        raise ValueError(f"variant must be 'GBs/final tokens' with 1, 2 or 3 GBs, e.g. '3/4', got {v!r}")
     return cfg
 
 # %% ../nbs/16_groupvit_train.ipynb #9f83599f
@@ -127,6 +133,10 @@ def build_model(cfg:dict, device) -> tuple:
         model, random_w = tiny_groupvit(cfg["seed"]), True
         get_logger().warning("model='tiny': RANDOM-init tiny GroupViT; its numbers check plumbing, they are not results")
     else: model, random_w = load_groupvit(cfg["model"], weights=cfg["weights"], device="cpu"), False
+    if cfg.get("variant"):
+        n, k = map(int, cfg["variant"].split("/"))
+        model = groupvit_variant(model, n, k, seed=cfg["seed"])
+        get_logger().info("variant %s built from %s; weights with no counterpart (initialised): %s", cfg["variant"], model.source, model.variant["fresh"] or "none")
     if int(model.hf.config.vision_config.image_size) != cfg["size"]: resize_position_embeddings(model.hf, cfg["size"])
     set_trainable(model, cfg["parts"])
     return model.to(device), random_w
@@ -332,7 +342,7 @@ def _checkpoint(core, opt, scaler, step:int, cfg_saved:dict, out_dir:Path, world
     if world > 1: states = [None] * world; dist.all_gather_object(states, st)
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0: return
     state = dict(model=core.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict() if use_amp else None, step=step,
-                 rng=states, train_config=json.loads(json.dumps(cfg_saved, default=str)), build_config=dict(model=cfg_saved["model"], size=cfg_saved["size"]))
+                 rng=states, train_config=json.loads(json.dumps(cfg_saved, default=str)), build_config=dict(model=cfg_saved["model"], size=cfg_saved["size"], variant=cfg_saved.get("variant")))
     save_checkpoint(state, out_dir/"checkpoints", step, keep)
 
 # %% ../nbs/16_groupvit_train.ipynb #3975573e
@@ -448,6 +458,8 @@ TABLES = {   # table -> [(row label, preset, thesis mIoU % on THESIS_BENCHMARKS)
             ("LE 384", "t12-le-384", (27.25, 49.46, 21.87, 7.74)), ("GE 384", "t12-ge-384", (27.86, 53.38, 22.25, 7.66))],
     "t13": [("Fine-tuning", "t12-finetune-384", (26.81, 46.9, 20.82, 7.77)), ("GE", "t12-ge-384", (27.86, 53.38, 22.25, 7.66)),
             ("Non-noisy CL + GE", "t13-non-noisy-ge", (28.68, 53.41, 23.34, 7.96))],
+    "t15": [("2 GBs / 8 tokens (released)", "t6-bs256", (25.96, 48.67, 21.69, 7.60)), ("1 GB / 64 tokens", "t15-1gb-64tok", (13.5, 29.7, 0.26, 0.03)),
+            ("3 GBs / 8 tokens", "t15-3gb-8tok", (13.5, 11.68, 1.04, 0.31)), ("3 GBs / 4 tokens", "t15-3gb-4tok", (9.5, 20.55, 1.55, 0.75))],
     "t16": [("GroupViT", "t6-bs256", (25.96, 48.67, 21.64, 7.60)), ("GroupViT + DINO", "t16-dino-distill", (24.21, 45.97, 20.26, 7.14))],
 }
 

@@ -85,7 +85,8 @@ def subset_coco(src, n, dst):
     return write_coco(make_coco(keep, [a for a in d["annotations"] if a["image_id"] in ids], d["categories"]), dst)
 
 
-NOTEBOOKS = ["overlap_eval", "similarity_metrics", "correspondences", "maskcut_demo", "maskcut_filter", "self_training"]
+NOTEBOOKS = ["overlap_eval", "similarity_metrics", "correspondences", "maskcut_demo", "maskcut_filter", "self_training",
+             "groupvit_zero_shot", "groupvit_analysis", "groupvit_finetune", "groupvit_tables"]
 
 
 def test_parameters_cells():

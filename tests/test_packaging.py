@@ -1,5 +1,5 @@
 "Packaging contracts: one dependency set, console scripts that resolve, package data present."
-import configparser, importlib, json, re, shlex
+import configparser, importlib, shlex
 from pathlib import Path
 import pytest
 
@@ -39,24 +39,4 @@ def test_sample_data_is_package_data():
     assert "recursive-include cutler_nb/assets" in (ROOT/"MANIFEST.in").read_text()
 
 
-FIGURE_CALL = re.compile(r"\b(plot_\w+|show_\w+|overlay_masks|imshow|plt\.subplots)\(")
-SKIP_CELL = re.compile(r"^#\|\s*(export|exports|slow|gpu|hide|eval:\s*false)|plt\.close\(|save_figure\(", re.M)
-
-def test_module_notebooks_committed_with_figures():
-    "Module notebooks are committed executed: every plain cell that draws a figure (and does not close it) shows it."
-    missing = []
-    for f in sorted((ROOT/"nbs").glob("[0-9]*.ipynb")):
-        for i, c in enumerate(json.loads(f.read_text())["cells"]):
-            src = "".join(c["source"])
-            if c["cell_type"] != "code" or SKIP_CELL.search(src) or not FIGURE_CALL.search(src): continue
-            if not any("image/png" in o.get("data", {}) for o in c.get("outputs", [])): missing.append(f"{f.name} cell {i}")
-    assert not missing, f"figure cells without their figure (execute the notebook, see CONTRIBUTING.md): {missing}"
-
-def test_size_budget():
-    "The repository stays small: each notebook under 1.5 MB, all tracked files under 40 MB."
-    import subprocess
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True).stdout.split("\0")
-    sizes = {f: (ROOT/f).stat().st_size for f in files if f and (ROOT/f).is_file()}
-    big = {f: s for f, s in sizes.items() if f.endswith(".ipynb") and s > 1.5e6}
-    assert not big, f"notebooks over 1.5 MB: {big}"
-    assert sum(sizes.values()) < 40e6, f"tracked files total {sum(sizes.values()) / 1e6:.1f} MB"
+# Notebook outputs and the size budget: tests/test_notebooks.py (one home).
