@@ -12,8 +12,8 @@ import numpy as np
 __all__ = ['CutlerError', 'ImageLoadError', 'AnnotationError', 'WeightsNotFoundError', 'get_device', 'seed_everything',
            'torch_dtype', 'current_umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'read_json',
            'table_csv', 'table_markdown', 'dict_rows', 'write_table', 'project_root', 'outputs_dir', 'git_commit',
-           'run_info', 'params_diff', 'check_resume', 'run_cli', 'params_run_id', 'run_dir', 'FailureLog', 'get_logger',
-           'parse_shard', 'shard_items']
+           'run_info', 'params_diff', 'check_resume', 'apply_preset', 'run_cli', 'params_run_id', 'run_dir',
+           'FailureLog', 'get_logger', 'parse_shard', 'shard_items']
 
 # %% ../nbs/00_core.ipynb #e7b48315
 class CutlerError(Exception):
@@ -210,6 +210,20 @@ def check_resume(saved:dict, # settings recorded with the existing work
         show = lambda d, k: json.dumps((d or {}).get(k), default=_json_default)[:60]
         detail = "; ".join(f"{k}: {show(saved, k)} → {show(wanted, k)}" for k in diff[:6])
         raise CutlerError(f"{what} exists with different settings ({detail}); {restart}", path)
+
+# %% ../nbs/00_core.ipynb #f7fae7f6
+def apply_preset(presets:dict, # name -> settings dict
+                 preset:str, # the chosen name
+                 given:dict, # overrides; None values keep the preset's
+                 what:str="training options", # what the settings are, for the messages
+                ) -> dict:
+    "A copy of `presets[preset]` with every non-None value of `given` applied; an unknown preset or key raises `ValueError`."
+    if preset not in presets: raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(presets))}")
+    cfg = dict(presets[preset])
+    unknown = sorted(set(given) - set(cfg))
+    if unknown: raise ValueError(f"unknown {what} {unknown}; known: {sorted(cfg)}")
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    return cfg
 
 # %% ../nbs/00_core.ipynb #13f84387
 def run_cli(prog:str, # the command's name, printed before the message

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_features.ipynb #6bef6037
 from __future__ import annotations
-import math, os
+import math, os, pickle
 from pathlib import Path
 import numpy as np
 import torch
@@ -96,17 +96,34 @@ def resolve_weights(name:str, # a key of `BACKBONES`
         f"only) or the 'classic' backbone (no weights).", files[0])
 
 # %% ../nbs/02_features.ipynb #5b1f2d2d
+class _Placeholder:
+    "Stands in for any class a checkpoint pickles that is not a tensor or a plain container."
+    def __init__(self, *a, **k): pass
+    def __setstate__(self, state): self.state = state
+    def __call__(self, *a, **k): return _Placeholder()
+
+class _InertUnpickler(pickle.Unpickler):
+    _ALLOWED = ("torch", "collections", "numpy", "_codecs", "copyreg")
+    _BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "str", "bytes", "bytearray", "bool", "slice", "range"}
+    def find_class(self, module, name):
+        if module.split(".")[0] in self._ALLOWED or (module == "builtins" and name in self._BUILTINS):
+            return super().find_class(module, name)
+        return type(name, (_Placeholder,), {"__module__": module})   # eval, exec, os.system... never resolve
+
+_inert_pickle = type("inert_pickle", (), {"Unpickler": _InertUnpickler, "__name__": "inert_pickle",
+                                         "load": staticmethod(lambda f, **kw: _InertUnpickler(f, **kw).load())})
+
 def _torch_load(path) -> dict:
+    "A checkpoint's contents: the safe loader first, then the inert unpickler (other pickled objects become placeholders)."
     path = Path(path)
+    why = lambda e: f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     try: return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "weights_only" not in str(e) and "Unsupported global" not in str(e):
-            raise BadWeightsError(f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", path) from None
-    # training checkpoints also pickle their argparse options, which the safe loader refuses
-    try: sd = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e: raise BadWeightsError(f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", path) from None
-    get_logger().warning("%s holds non-tensor objects and was loaded with full unpickling (only use files you trust)", path)
-    return sd
+        if "weights_only" not in str(e) and "Unsupported global" not in str(e): raise BadWeightsError(why(e), path) from None
+    get_logger().warning("%s holds non-tensor objects (a pickled training config?): read with them replaced by placeholders", path)
+    try: return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
+    except Exception as e: raise BadWeightsError(why(e), path) from None
+
 
 # %% ../nbs/02_features.ipynb #cbaae863
 def unwrap_state_dict(sd:dict, # a loaded checkpoint: bare state dict or DINO/DDP wrapper

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_groupvit.ipynb #0837a78f
 from __future__ import annotations
-import math, os, pickle, re, warnings
+import math, os, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from transformers import GroupViTConfig, GroupViTModel
 from .core import WeightsNotFoundError, get_device, get_logger
 from . import features as _features
-from .features import BadWeightsError, is_offline, unwrap_state_dict, _check_fit
+from .features import BadWeightsError, is_offline, unwrap_state_dict, _check_fit, _torch_load
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'HUB_IDS', 'NVLABS_RELEASES', 'KEY_RULES', 'FUSED_RULES', 'clip_tokenize',
@@ -360,36 +360,9 @@ def nvlabs_config(sd:dict, # NVlabs state dict
         projection_dim=get("img_projector.linear_out.weight").shape[0],
         projection_intermediate_dim=get("img_projector.linear_hidden.0.weight").shape[0])
 
-# %% ../nbs/12_groupvit.ipynb #edf888b8
-class _Placeholder:
-    def __init__(self, *a, **k): pass
-    def __setstate__(self, state): self.state = state
-    def __call__(self, *a, **k): return _Placeholder()
-
-class _InertUnpickler(pickle.Unpickler):
-    _ALLOWED = ("torch", "collections", "numpy", "_codecs", "copyreg")
-    _BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "str", "bytes", "bytearray", "bool", "slice", "range"}
-    def find_class(self, module, name):
-        if module.split(".")[0] in self._ALLOWED or (module == "builtins" and name in self._BUILTINS):
-            return super().find_class(module, name)
-        return type(name, (_Placeholder,), {"__module__": module})   # eval, exec, os.system... never resolve
-
-_inert_pickle = type("inert_pickle", (), {"Unpickler": _InertUnpickler, "load": staticmethod(lambda f, **kw: _InertUnpickler(f, **kw).load()),
-                                         "__name__": "inert_pickle"})
-
-def _read_pth(path) -> dict:
-    path = Path(path)
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        if "weights_only" not in str(e) and "Unsupported global" not in str(e):
-            raise BadWeightsError(f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", path) from None
-    get_logger().warning("%s holds non-tensor objects (a pickled training config?): read with them replaced by placeholders", path)
-    try: return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
-    except Exception as e: raise BadWeightsError(f"cannot read the checkpoint ({type(e).__name__}: {e})", path) from None
-
 # %% ../nbs/12_groupvit.ipynb #444b9061
 def _from_pth(path:Path, config:GroupViTConfig|None) -> GroupViT:
-    sd = unwrap_state_dict(_read_pth(path))
+    sd = unwrap_state_dict(_torch_load(path))
     hf_sd, mls = nvlabs_to_hf(sd)
     cfg = config or nvlabs_config(sd)
     hf = GroupViTModel(cfg)

@@ -18,7 +18,8 @@ from .semseg import (IGNORE, ConfusionMatrix, SIMPLE_TEMPLATES, class_text_embed
 # %% auto #0
 __all__ = ['image_segments', 'segment_soft_labels', 'cap_per_class', 'knn_soft_labels', 'build_segment_bank',
            'visual_grouping_eval', 'gt_region_labels', 'alignment_eval', 'groupvit_affinity', 'dino_affinity',
-           'entropy', 'group_entropy_map', 'label_entropy_map', 'affinity_figure', 'entropy_figure']
+           'entropy', 'group_entropy_map', 'label_entropy_map', 'affinity_figure', 'entropy_figure', 'entropy_maps',
+           'delta_iou', 'plot_delta_iou', 'segment_tsne', 'plot_tsne']
 
 # %% ../nbs/13a_gvit_analysis.ipynb #9b6492fe
 @torch.no_grad()
@@ -230,3 +231,80 @@ def entropy_figure(image:np.ndarray, # H×W×3 uint8 photo
     fig = show_grid(cells, titles=["image"] + list(maps), ncols=len(cells), size=3)
     if caption: fig.suptitle(caption, fontsize=10); fig.tight_layout()
     return fig
+
+# %% ../nbs/13a_gvit_analysis.ipynb #f7d4efd5
+@torch.no_grad()
+def entropy_maps(model, # GroupViT
+                 image:np.ndarray, # H×W×3 uint8 photo
+                 classes:list, # label names for the label entropy (e.g. `spec.prompt_classes`)
+                 size:int=448, # short side of the forward pass
+                 templates=SIMPLE_TEMPLATES, # prompts
+                ) -> dict:
+    "{'over groups / log G': (h, w), 'over labels / log K': (h, w)} normalised entropy maps of one photo."
+    o = image_segments(model, image, size)["out"]
+    z = class_text_embeddings(model, list(classes), templates)
+    return {"over groups / log G": group_entropy_map(o.attn, o.grid, True)[0].cpu(),
+            "over labels / log K": label_entropy_map(o.attn, o.segment_embeds, z, model.logit_scale.detach(), o.grid, True)[0].cpu()}
+
+# %% ../nbs/13a_gvit_analysis.ipynb #080bb266
+def delta_iou(base:dict, # class -> IoU % of the starting model (None: absent)
+              new:dict, # class -> IoU % of the fine-tuned model
+             ) -> list[list]:
+    "Rows (header first) [class, base, new, Δ = new − base], classes scored by both, largest Δ first."
+    both = [c for c in base if c in new and base[c] is not None and new[c] is not None]
+    rows = sorted(((c, float(base[c]), float(new[c]), float(new[c]) - float(base[c])) for c in both), key=lambda r: (-r[3], r[0]))
+    return [["Class", "IoU before", "IoU after", "ΔIoU"]] + [[c, f"{b:.2f}", f"{n:.2f}", f"{d:+.2f}"] for c, b, n, d in rows]
+
+def plot_delta_iou(rows:list, # from `delta_iou`
+                   title:str="", # figure title (say "random weights" where it applies)
+                  ):
+    "Bar chart of ΔIoU per class (green gain, red loss), classes labelled on the x axis."
+    from matplotlib.figure import Figure
+    cls, d = [r[0] for r in rows[1:]], [float(r[3]) for r in rows[1:]]
+    ax = Figure(figsize=(min(9, max(4, 1.5 + 0.18 * len(cls))), 3.2)).subplots()
+    ax.bar(range(len(d)), d, color=["tab:green" if v >= 0 else "tab:red" for v in d])
+    ax.axhline(0, color="k", lw=0.8); ax.set_xticks(range(len(cls))); ax.set_xticklabels(cls, rotation=90, fontsize=6)
+    ax.set_ylabel("ΔIoU (points)")
+    if title: ax.set_title(title, fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
+
+# %% ../nbs/13a_gvit_analysis.ipynb #7f185eba
+@torch.no_grad()
+def segment_tsne(model, # GroupViT
+                 dataset, # `semseg.SegDataset` (its spec names the classes)
+                 n_images:int=20, # first N photos
+                 seed:int=0, # t-SNE random state
+                 size:int=448, # short side of the forward pass
+                 perplexity:float=30.0, # clipped to (number of segments − 1)
+                 templates=SIMPLE_TEMPLATES, # prompts
+                ) -> tuple[np.ndarray, np.ndarray]:
+    "(M, 2) t-SNE of the Ŝ³ tokens of the segments of `n_images` photos, and (M,) label value each segment predicts."
+    from sklearn.manifold import TSNE
+    spec = dataset.spec; z = class_text_embeddings(model, spec.prompt_classes, templates)
+    feats, labels = [], []
+    for i in range(min(int(n_images), len(dataset))):
+        s = image_segments(model, dataset[i][0], size)
+        feats.append(s["tokens"].numpy()); labels.append((s["out"].segment_embeds[0].float() @ z.float().T).argmax(-1).cpu().numpy() + int(spec.background))
+    x = np.concatenate(feats).astype(np.float32)
+    if len(x) < 2: raise ValueError(f"t-SNE needs at least 2 segments, got {len(x)} from {n_images} images")
+    emb = TSNE(2, perplexity=min(float(perplexity), len(x) - 1), init="pca", random_state=seed).fit_transform(x)
+    return emb, np.concatenate(labels).astype(np.int64)
+
+def plot_tsne(emb:np.ndarray, # (M, 2)
+              labels:np.ndarray, # (M,) label values
+              classes:list, # names by label value (`spec.classes`)
+              title:str="", # figure title
+              max_legend:int=12, # classes named in the legend (most frequent)
+             ):
+    "Scatter of the t-SNE points coloured by predicted class."
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    ax = Figure(figsize=(6, 4.5)).subplots(); cls, n = np.unique(labels, return_counts=True)
+    for k, c in enumerate(cls[np.argsort(-n, kind="stable")]):
+        m = labels == c
+        ax.scatter(emb[m, 0], emb[m, 1], s=12, color=colormaps["tab20"](k % 20), label=classes[c] if k < max_legend else None)
+    ax.legend(fontsize=6, loc="best"); ax.set_xticks([]); ax.set_yticks([])
+    if title: ax.set_title(title, fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
-from .core import CutlerError, atomic_write_bytes, atomic_write_json, read_json, check_resume, run_info, get_logger, seed_everything, run_cli
+from .core import apply_preset, CutlerError, atomic_write_bytes, atomic_write_json, read_json, check_resume, run_info, get_logger, seed_everything, run_cli
 from .train import _dist_setup, save_checkpoint, load_checkpoint
 from .groupvit import load_groupvit, tiny_groupvit, resize_position_embeddings, save_groupvit, groupvit_variant
 from .captions import (CaptionDataset, collate_captions, read_coco_captions, sample_caption_pairs, noun_counts,
@@ -66,11 +66,7 @@ _RUN_ONLY = ("epochs", "max_steps", "benchmarks", "benchmark_roots", "eval_limit
 
 def resolve_config(preset:str="t13-non-noisy-ge", **given) -> dict:
     "The preset's settings with every non-None value of `given` applied; unknown keys raise `ValueError`."
-    if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
-    cfg = dict(PRESETS[preset])
-    unknown = sorted(set(given) - set(cfg))
-    if unknown: raise ValueError(f"unknown training options {unknown}; known: {sorted(cfg)}")
-    cfg.update({k: v for k, v in given.items() if v is not None})
+    cfg = apply_preset(PRESETS, preset, given)
     cfg["parts"] = tuple(cfg["parts"]) if not isinstance(cfg["parts"], str) else tuple(p for p in cfg["parts"].split(",") if p)
     if cfg["lr"] is None: cfg["lr"] = 1.6e-3 * cfg["batch_size"] / 4096
     for k in ("ge", "le", "se", "distill"):

@@ -14,7 +14,7 @@ from torchvision.ops import masks_to_boxes
 from fastcore.script import call_parse, bool_arg
 from tqdm import tqdm
 from contextlib import nullcontext
-from .core import (CutlerError, ImageLoadError, AnnotationError, get_device, seed_everything, atomic_write_bytes,
+from .core import (apply_preset, CutlerError, ImageLoadError, AnnotationError, get_device, seed_everything, atomic_write_bytes,
                             atomic_write_json, read_json, FailureLog, get_logger, run_info, torch_dtype, params_diff,
                             check_resume, run_cli)
 from .data import load_image, image_size, list_images, read_coco, rle_to_mask, make_coco, write_coco, mask_to_rle
@@ -278,11 +278,7 @@ def _collate(batch): return tuple(zip(*batch))
 
 def resolve_config(preset:str="cpu-smoke", **given) -> dict:
     "The preset's settings with every non-None value of `given` applied; unknown keys or architectures raise `ValueError`."
-    if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    cfg = dict(PRESETS[preset])
-    unknown = sorted(set(given) - set(cfg))
-    if unknown: raise ValueError(f"unknown training options {unknown}; known: {sorted(cfg)}")
-    cfg.update({k: v for k, v in given.items() if v is not None})
+    cfg = apply_preset(PRESETS, preset, given)
     for k in ("min_sizes", "steps", "copy_paste_ratio"): cfg[k] = tuple(cfg[k])
     if cfg["arch"] not in ARCHS: raise ValueError(f"arch must be one of {ARCHS}, got {cfg['arch']!r}")
     torch_dtype(cfg["amp_dtype"])   # an unknown precision name fails here, before any work
