@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from .core import CutlerError, AnnotationError, read_json, atomic_write_json, get_logger
 from .data import load_image, read_coco, sample_dataset
-from .groupvit import IMAGENET_MEAN, IMAGENET_STD
+from .features import IMAGENET_MEAN, IMAGENET_STD
 from .semseg import SUBSET_TEMPLATES, COCO_OBJECT_CLASSES
 
 # %% auto #0

@@ -15,13 +15,13 @@ from . import features as _features
 from .features import BadWeightsError, is_offline, unwrap_state_dict, _check_fit, _torch_load
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'HUB_IDS', 'NVLABS_RELEASES', 'KEY_RULES', 'FUSED_RULES', 'clip_tokenize',
-           'vision_embeddings', 'resize_position_embeddings', 'GroupViTOutput', 'GroupViT', 'tiny_config',
-           'tiny_groupvit', 'resolve_groupvit_weights', 'nvlabs_to_hf', 'hf_to_nvlabs', 'nvlabs_config',
-           'save_groupvit', 'load_groupvit', 'variant_layout', 'groupvit_variant']
+__all__ = ['HUB_IDS', 'NVLABS_RELEASES', 'KEY_RULES', 'FUSED_RULES', 'clip_tokenize', 'vision_embeddings',
+           'resize_position_embeddings', 'GroupViTOutput', 'GroupViT', 'tiny_config', 'tiny_groupvit',
+           'resolve_groupvit_weights', 'nvlabs_to_hf', 'hf_to_nvlabs', 'nvlabs_config', 'save_groupvit',
+           'load_groupvit', 'variant_layout', 'groupvit_variant']
 
 # %% ../nbs/12_groupvit.ipynb #2b3834ca
-IMAGENET_MEAN, IMAGENET_STD = _features.IMAGENET_MEAN, _features.IMAGENET_STD
+from .features import IMAGENET_MEAN, IMAGENET_STD   # one home: GroupViT evaluates with ImageNet mean/std too
 
 # %% ../nbs/12_groupvit.ipynb #6f3af53f
 _TOKENIZER = None

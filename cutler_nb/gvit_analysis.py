@@ -13,7 +13,7 @@ from .ncut import cosine_similarity
 from .features import extract_features
 from .viz import heatmap, show_grid
 from .semseg import (IGNORE, ConfusionMatrix, SIMPLE_TEMPLATES, class_text_embeddings, segment_logits,
-                              preprocess as seg_preprocess)
+                              inference_input)
 
 # %% auto #0
 __all__ = ['image_segments', 'segment_soft_labels', 'cap_per_class', 'knn_soft_labels', 'build_segment_bank',
@@ -28,7 +28,7 @@ def image_segments(model, # a `cutler_nb.groupvit.GroupViT`
                    size:int=448, # short side of the forward pass (keep-ratio resize, as inference)
                   ) -> dict:
     "GroupViT's own segmentation of one photo: `groups` (H×W int64, Eq. 50), `tokens` (G, D) Ŝ³, `out` (the GroupViTOutput)."
-    x = seg_preprocess(image, size).to(model.device); h, w = x.shape[-2:]; p = model.patch_size
+    x = inference_input(image, size).to(model.device); h, w = x.shape[-2:]; p = model.patch_size
     xp = F.pad(x, (0, (-w) % p, 0, (-h) % p))
     out = model(xp)
     g = out.attn.shape[1]

@@ -11,7 +11,7 @@ from .features import extract_features
 
 # %% auto #0
 __all__ = ['gather_batch', 'contrastive_loss', 'multi_label_contrastive_loss', 'label_match_matrix', 'non_noisy_multi_label_loss',
-           'entropy', 'group_entropy', 'segment_affinity', 'label_entropy', 'segment_entropy', 'dino_affinity_target',
+           'group_entropy', 'segment_affinity', 'label_entropy', 'segment_entropy', 'dino_affinity_target',
            'distillation_loss', 'dino_teacher_target', 'forward_with_stage2_tokens', 'Stage2TokensGroupViT']
 
 # %% ../nbs/15_groupvit_losses.ipynb #7696197e
@@ -131,12 +131,7 @@ def non_noisy_multi_label_loss(image_embeds:torch.Tensor, # (B, P) L2-normalised
     return 0.5 * (i2t.mean() + t2i.mean())
 
 # %% ../nbs/15_groupvit_losses.ipynb #8514de09
-def entropy(p:torch.Tensor, # probabilities
-            dim:int=-1, # the distribution's axis
-            eps:float=1e-12, # floor inside the log (keeps the gradient finite at p = 0)
-           ) -> torch.Tensor:
-    "−Σ p log p along `dim`."
-    return -(p * p.clamp_min(eps).log()).sum(dim)
+from .gvit_analysis import entropy   # one home for −Σ p log p (its eps floor keeps the gradient finite at p = 0)
 
 def group_entropy(attn:torch.Tensor, # (B, G, N) Attn, each column a distribution over groups
                  ) -> torch.Tensor:

@@ -15,7 +15,7 @@ from fastcore.script import call_parse, Param
 from .core import (CutlerError, atomic_write_json, read_json, check_resume, run_cli,
                             write_table, get_logger, parse_shard, run_info, get_device)
 from .data import load_image, read_coco, ann_to_rle, rle_to_mask, sample_dataset
-from .groupvit import IMAGENET_MEAN, IMAGENET_STD
+from .features import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
 __all__ = ['SIMPLE_TEMPLATES', 'SUBSET_TEMPLATES', 'PROMPT_TEMPLATES', 'TEMPLATE_SETS', 'VOC_CLASSES', 'CONTEXT_CLASSES',
@@ -23,7 +23,7 @@ __all__ = ['SIMPLE_TEMPLATES', 'SUBSET_TEMPLATES', 'PROMPT_TEMPLATES', 'TEMPLATE
            'DATA_HINTS', 'READERS', 'SEG_DATASETS', 'class_text_embeddings', 'DatasetSpec', 'SegDatasetError',
            'SegDataset', 'voc_dataset', 'context_dataset', 'ade20k_dataset', 'reduce_zero_label_lut',
            'cocostuff_object_lut', 'instances_label_map', 'coco_object_dataset', 'coco_object_from_instances',
-           'write_coco_object_labels', 'sample_seg_dataset', 'seg_dataset', 'inference_size', 'preprocess',
+           'write_coco_object_labels', 'sample_seg_dataset', 'seg_dataset', 'inference_size', 'inference_input',
            'slide_windows', 'hard_assignment', 'group_class_affinity', 'label_affinity', 'add_background',
            'crop_logits', 'segment_logits', 'segment_image', 'ConfusionMatrix', 'eval_settings', 'read_records',
            'RecordWriter', 'summarise', 'evaluate_semseg', 'plot_iou', 'result_caption', 'write_results', 'colorize',
@@ -302,7 +302,7 @@ def inference_size(h:int, w:int, # photo size
     s = min(size / min(h, w), max_long / max(h, w))
     return int(h * s + 0.5), int(w * s + 0.5)
 
-def preprocess(image:np.ndarray, # H×W×3 uint8 RGB
+def inference_input(image:np.ndarray, # H×W×3 uint8 RGB
                size:int=448, max_long:int=2048) -> torch.Tensor:
     "(1, 3, h, w) float tensor: bilinear keep-ratio resize (rounded to 8 bit, like the authors' loader), ImageNet mean/std."
     h, w = inference_size(*image.shape[:2], size, max_long)
@@ -406,7 +406,7 @@ def segment_logits(model, # GroupViT
     if len(text_embeds) != len(spec.prompt_classes):
         raise ValueError(f"{len(text_embeds)} text embeddings for {len(spec.prompt_classes)} classes of {spec.name}")
     t = spec.bg_threshold if bg_threshold is None else bg_threshold
-    dev = _device(model); x = preprocess(image, size, max_long).to(dev); h, w = x.shape[-2:]
+    dev = _device(model); x = inference_input(image, size, max_long).to(dev); h, w = x.shape[-2:]
     wins = slide_windows(h, w, crop, stride)
     acc = torch.zeros(spec.num_classes, h, w, device=dev); cnt = torch.zeros(1, h, w, device=dev)
     for i in range(0, len(wins), batch_size):

@@ -658,6 +658,8 @@ def _parse_amp(amp):
     torch_dtype(s)   # one home for precision names: an unknown one raises ValueError there
     return True, s
 
+
+# %% ../nbs/08_train.ipynb #eefe8b05
 def _train_summary(out_dir, ckpt, seconds:float) -> str:
     "One line on a finished `train` run: iterations, images (and those left out), last loss, time."
     tc = read_json(Path(out_dir)/"train_config.json"); rows = _read_metrics(Path(out_dir)/"tables"/"metrics.csv")
@@ -665,6 +667,8 @@ def _train_summary(out_dir, ckpt, seconds:float) -> str:
     return (f"cutler-train: {tc['config']['arch']}, {rows[-1]['iter'] if rows else 0} iterations on {d.get('images')} images "
             f"({d.get('left_out_without_labels', 0)} without labels left out), last loss {last}, {seconds:.0f} s")
 
+
+# %% ../nbs/08_train.ipynb #53013093
 @call_parse
 def train_cli(ann_file:str, # COCO instances JSON (pseudo-labels or ground truth)
               image_root:str, # folder the file_names are relative to
@@ -700,6 +704,8 @@ def train_cli(ann_file:str, # COCO instances JSON (pseudo-labels or ground truth
     ck = run_cli("cutler-train", run)
     if int(os.environ.get("RANK", 0)) == 0: print(_train_summary(out_dir, ck, time.perf_counter() - t0)); print(ck)
 
+
+# %% ../nbs/08_train.ipynb #28e3dcd4
 @call_parse
 def predict_cli(checkpoint:str, # checkpoint written by cutler-train
                 image_root:str, # folder of the images
@@ -720,3 +726,4 @@ def predict_cli(checkpoint:str, # checkpoint written by cutler-train
                   max_dets=max_dets, device=device, batch_size=batch_size, min_size=min_size, max_size=max_size, arch=arch)
     res = read_json(out)
     print(f"cutler-predict: {len(res)} detections on {len({r['image_id'] for r in res})} images, {time.perf_counter() - t0:.0f} s"); print(out)
+
